@@ -1,0 +1,34 @@
+#!/usr/bin/env python3
+"""ax Facial Features: eyelids, eyelashes and facial hair of every face in images, videos or a webcam.
+
+    python3 ax_facial_features.py                      # the astronaut sample (scikit-image), saves output.png
+    python3 ax_facial_features.py -i photo.jpg -w      # also writes output.json
+    python3 ax_facial_features.py -v 0                 # webcam
+"""
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+
+from face_recognition.ax_facial_features.app import run  # noqa: E402
+from face_recognition.ax_facial_features.constants import DEFAULT_FACIAL_HAIR_THRESHOLD, TASKS  # noqa: E402
+from util.arg_utils import get_base_parser, update_parser  # noqa: E402
+
+
+def parse_args(argv=None):
+    parser = get_base_parser("ax Facial Features: eyelids, eyelashes and facial hair classification",
+                             default_input=None, default_save="output.png")
+    parser.add_argument("-m", "--mode", nargs="+", choices=TASKS, default=list(TASKS),
+                        help="tasks to run")
+    parser.add_argument("--threshold", type=float, default=DEFAULT_FACIAL_HAIR_THRESHOLD,
+                        help="facial hair: probability from which a label is reported")
+    parser.add_argument("--detector", choices=("short", "full"), default="short",
+                        help="BlazeFace model: short range (faces over ~1/5 of the frame) or full range")
+    parser.add_argument("--max_faces", type=int, default=None, help="process at most this many faces")
+    parser.add_argument("--manifest", default=None, metavar="JSON",
+                        help="model manifest naming the classifier files (default: the plugin's manifest.json)")
+    return update_parser(parser, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(run(parse_args()))

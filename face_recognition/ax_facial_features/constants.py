@@ -1,0 +1,31 @@
+"""Constants of the ax Facial Features plugin: landmark index sets, tasks and class names."""
+
+# Face Mesh landmark indices (468-point topology). "Left"/"right" are the SUBJECT's: the subject's left eye is on
+# the IMAGE-right side of a photo taken from the front.
+LEFT_EYE_CONTOUR = (249, 263, 362, 373, 374, 380, 381, 382, 384, 385, 386, 387, 388, 390, 398, 466)
+RIGHT_EYE_CONTOUR = (7, 33, 133, 144, 145, 153, 154, 155, 157, 158, 159, 160, 161, 163, 173, 246)
+MOUTH_INNER_CONTOUR = (78, 191, 80, 81, 82, 13, 312, 311, 310, 415, 308, 324, 318, 402, 317, 14, 87, 178, 88, 95)
+
+# Crop kinds, with the original's geometry: half-size factor and how much of the `down` vector is kept.
+FACE = "face"
+EYE_BAND = "eye_band"
+CROP_SCALE = {FACE: 1.8, EYE_BAND: 1.0}
+CROP_DOWN_FACTOR = {FACE: 1.0, EYE_BAND: 0.33}
+
+CLASSIFIER_INPUT_SIZE = 256
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+# Tasks, their classes (model output order) and which crop feeds them.
+EYELIDS = "eyelids"
+EYELASHES = "eyelashes"
+FACIAL_HAIR = "facial_hair"
+TASKS = (EYELIDS, EYELASHES, FACIAL_HAIR)
+CLASS_NAMES = {
+    EYELIDS: ("double", "single"),
+    EYELASHES: ("dense", "moderate", "sparse"),
+    FACIAL_HAIR: ("moustache", "beard", "mouth_side_hair"),
+}
+TASK_CROP = {EYELIDS: EYE_BAND, EYELASHES: EYE_BAND, FACIAL_HAIR: FACE}
+MULTI_LABEL_TASKS = (FACIAL_HAIR,)
+DEFAULT_FACIAL_HAIR_THRESHOLD = 0.5

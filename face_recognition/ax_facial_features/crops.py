@@ -1,0 +1,100 @@
+"""Crops cut from Face Mesh landmarks, and the classifier preprocessing.
+
+The geometry is the original ax Inc. one, and training uses these very functions (no train/serve skew):
+- eye centres = mean of each eye's 16 contour landmarks, mouth centre = mean of the 20 inner-lip landmarks;
+- from the eye midpoint, if the eye-to-eye vector is longer than eye-to-mouth, ``right`` = eye vector and ``down``
+  its perpendicular, else ``down`` = eye-to-mouth and ``right`` its perpendicular;
+- face crop: corners at midpoint -/+ 1.8 (right + down); eye band: ``down`` scaled by 0.33, factor 1.0;
+- rotated affine warp (Lanczos) at native size, then resize to 256x256 RGB; ImageNet mean/std, NCHW float32.
+"""
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from face_recognition.ax_facial_features.constants import (
+    CLASSIFIER_INPUT_SIZE, CROP_DOWN_FACTOR, CROP_SCALE, IMAGENET_MEAN, IMAGENET_STD, LEFT_EYE_CONTOUR,
+    MOUTH_INNER_CONTOUR, RIGHT_EYE_CONTOUR)
+from util.errors import InputError
+
+_MEAN = np.array(IMAGENET_MEAN, dtype=np.float32).reshape(1, 3, 1, 1)
+_STD = np.array(IMAGENET_STD, dtype=np.float32).reshape(1, 3, 1, 1)
+
+
+@dataclass
+class Crop:
+    """A rotated crop: ``image`` RGB uint8 (size x size x 3); ``corners`` (4, 2) float, image pixels, in the
+    order top-left, top-right, bottom-left, bottom-right; ``source_size`` (width, height) of the native warp."""
+    kind: str
+    image: np.ndarray
+    corners: np.ndarray
+    source_size: tuple
+
+
+def _checked_landmarks(landmarks):
+    points = np.asarray(landmarks, dtype=np.float64)
+    if points.ndim != 2 or points.shape[0] < 468 or points.shape[1] < 2:
+        raise InputError(f"landmarks must be a (468, 2 or 3) array, got shape {points.shape}")
+    if not np.all(np.isfinite(points[:468, :2])):
+        raise InputError("landmarks contain NaN or infinite values")
+    return points[:, :2]
+
+
+def anchor_points(landmarks):
+    """(subject's left eye centre, subject's right eye centre, mouth centre), each (2,) in image pixels."""
+    points = _checked_landmarks(landmarks)
+    return (points[list(LEFT_EYE_CONTOUR)].mean(axis=0),
+            points[list(RIGHT_EYE_CONTOUR)].mean(axis=0),
+            points[list(MOUTH_INNER_CONTOUR)].mean(axis=0))
+
+
+def crop_corners(landmarks, kind):
+    """Corners (4, 2) of the ``kind`` crop (FACE or EYE_BAND): top-left, top-right, bottom-left, bottom-right."""
+    left_eye, right_eye, mouth = anchor_points(landmarks)
+    eye_midpoint = (left_eye + right_eye) / 2
+    # The subject's left eye is image-right, so this vector points to the image's right on an upright face.
+    eye_vector = left_eye - right_eye
+    eye_to_mouth = mouth - eye_midpoint
+    if np.linalg.norm(eye_vector) > np.linalg.norm(eye_to_mouth):
+        right = eye_vector
+        down = np.array([-right[1], right[0]])
+    else:
+        down = eye_to_mouth
+        right = np.array([down[1], -down[0]])
+    down = down * CROP_DOWN_FACTOR[kind]
+    scale = CROP_SCALE[kind]
+    top_left = eye_midpoint - scale * (right + down)
+    return np.stack([top_left,
+                     top_left + 2 * scale * right,
+                     top_left + 2 * scale * down,
+                     eye_midpoint + scale * (right + down)])
+
+
+def warp_corners(image_bgr, corners):
+    """Cut the rotated quadrilateral at its native size (Lanczos), as RGB uint8."""
+    top_left, top_right, bottom_left = corners[0], corners[1], corners[2]
+    width = int(round(np.linalg.norm(top_right - top_left)))
+    height = int(round(np.linalg.norm(bottom_left - top_left)))
+    if width < 1 or height < 1:
+        raise InputError(f"degenerate crop ({width}x{height} px): the landmarks do not span a face")
+    source = np.float32([top_left, top_right, bottom_left])
+    target = np.float32([[0, 0], [width, 0], [0, height]])
+    transform = cv2.getAffineTransform(source, target)
+    warped = cv2.warpAffine(image_bgr, transform, (width, height), flags=cv2.INTER_LANCZOS4)
+    return cv2.cvtColor(warped, cv2.COLOR_BGR2RGB)
+
+
+def make_crop(image_bgr, landmarks, kind, size=CLASSIFIER_INPUT_SIZE):
+    """The ``kind`` crop of one face, resized to ``size`` x ``size`` RGB."""
+    corners = crop_corners(landmarks, kind)
+    native = warp_corners(image_bgr, corners)
+    resized = cv2.resize(native, (size, size))
+    return Crop(kind=kind, image=resized, corners=corners.astype(np.float32),
+                source_size=(native.shape[1], native.shape[0]))
+
+
+def preprocess(crop_images_rgb):
+    """RGB uint8 crops (N of HxWx3, already at the classifier size) -> (N, 3, H, W) float32, ImageNet-normalised."""
+    batch = np.stack([np.asarray(image, dtype=np.float32) for image in crop_images_rgb]) / 255.0
+    batch = batch.transpose(0, 3, 1, 2)
+    return np.ascontiguousarray((batch - _MEAN) / _STD, dtype=np.float32)

@@ -1,0 +1,137 @@
+"""The ax Facial Features pipeline as a library: BGR image -> one FaceFeatures record per face.
+
+Stages: detect + mesh (the facemesh sibling) -> crops -> classify. Each face is one record that the stages fill in.
+
+    from face_recognition.ax_facial_features.pipeline import FacialFeatures
+    analyser = FacialFeatures()                 # all three tasks, the project's own models without ailia
+    faces = analyser.process(image_bgr)         # image_bgr: HxWx3 uint8, OpenCV (BGR) channel order
+    faces[0].results["eyelids"].label           # "double" or "single"
+"""
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from face_detection.facemesh.pipeline import Face, FaceMesh
+from face_recognition.ax_facial_features.classifiers import Classifiers
+from face_recognition.ax_facial_features.constants import (
+    CLASS_NAMES, DEFAULT_FACIAL_HAIR_THRESHOLD, FACE, MULTI_LABEL_TASKS, TASK_CROP, TASKS)
+from face_recognition.ax_facial_features.crops import make_crop, preprocess
+from util.errors import InputError
+
+
+@dataclass
+class TaskResult:
+    """Probabilities of one task for one face, with the chosen label(s)."""
+    task: str
+    probs: dict
+    labels: list
+
+    @property
+    def label(self):
+        """The single-label answer (eyelids, eyelashes); for multi-label tasks, the labels joined by '+'."""
+        return "+".join(self.labels) if self.task in MULTI_LABEL_TASKS else self.labels[0]
+
+
+@dataclass
+class FaceFeatures:
+    """One face: its mesh (detection, landmarks), its crops and its per-task results."""
+    mesh: Face
+    crops: dict = field(default_factory=dict)    # crop kind -> Crop
+    results: dict = field(default_factory=dict)  # task -> TaskResult
+
+    @property
+    def roi(self):
+        """Corners (4, 2) of the face crop: top-left, top-right, bottom-left, bottom-right (the original's ROI)."""
+        return self.crops[FACE].corners
+
+
+def make_task_result(task, probabilities, threshold=DEFAULT_FACIAL_HAIR_THRESHOLD):
+    names = CLASS_NAMES[task]
+    probs = {name: float(p) for name, p in zip(names, probabilities)}
+    if task in MULTI_LABEL_TASKS:
+        labels = [name for name in names if probs[name] >= threshold]
+    else:
+        labels = [names[int(np.argmax(probabilities))]]
+    return TaskResult(task=task, probs=probs, labels=labels)
+
+
+class StageTimer:
+    """Milliseconds spent per stage over the last call (for --benchmark and scripts/benchmark.py)."""
+
+    def __init__(self):
+        self.last = {}
+
+    def start(self):
+        self.last = {}
+        self._t = time.perf_counter()
+
+    def lap(self, stage):
+        now = time.perf_counter()
+        self.last[stage] = self.last.get(stage, 0.0) + (now - self._t) * 1e3
+        self._t = now
+
+
+class FacialFeatures:
+    """Finds every face, fits the mesh, cuts the crops and classifies the requested tasks."""
+
+    def __init__(self, tasks=TASKS, *, detector="short", max_faces=None, env_id=-1, force_onnx=False,
+                 model_dir=None, manifest_path=None, facial_hair_threshold=DEFAULT_FACIAL_HAIR_THRESHOLD):
+        unknown = [t for t in tasks if t not in TASKS]
+        if unknown:
+            raise InputError(f"unknown task(s): {', '.join(unknown)} (choose from {', '.join(TASKS)})")
+        self.tasks = tuple(t for t in TASKS if t in tasks)
+        self.facial_hair_threshold = facial_hair_threshold
+        self.face_mesh = FaceMesh(detector=detector, max_faces=max_faces, env_id=env_id, force_onnx=force_onnx,
+                                  model_dir=model_dir)
+        self.classifiers = Classifiers(self.tasks, model_dir=model_dir, manifest_path=manifest_path,
+                                       env_id=env_id, force_onnx=force_onnx)
+        # The face crop is always cut: its corners are the reported ROI, as in the original.
+        self.crop_kinds = sorted({FACE} | {TASK_CROP[t] for t in self.tasks})
+        self.timer = StageTimer()
+
+    def detect(self, image_bgr):
+        return [FaceFeatures(mesh=face) for face in self.face_mesh.process(image_bgr)]
+
+    def cut_crops(self, image_bgr, faces):
+        for face in faces:
+            for kind in self.crop_kinds:
+                face.crops[kind] = make_crop(image_bgr, face.mesh.landmarks, kind)
+        return faces
+
+    def classify(self, faces):
+        """Runs each model once on the batch of all faces' crops and fills ``results``."""
+        if not faces:
+            return faces
+        batches = {kind: preprocess([face.crops[kind].image for face in faces])
+                   for kind in self.classifiers.crop_kinds}
+        scores = self.classifiers.classify(batches)
+        for task in self.tasks:
+            for face, probabilities in zip(faces, scores[task]):
+                face.results[task] = make_task_result(task, probabilities, self.facial_hair_threshold)
+        return faces
+
+    def process(self, image_bgr):
+        """BGR uint8 HxWx3 image -> list of FaceFeatures, highest detection score first."""
+        image_bgr = _checked_image(image_bgr)
+        self.timer.start()
+        faces = self.detect(image_bgr)
+        self.timer.lap("detect+mesh")
+        self.cut_crops(image_bgr, faces)
+        self.timer.lap("crops")
+        self.classify(faces)
+        self.timer.lap("classify")
+        return faces
+
+    def model_info(self):
+        return self.classifiers.model_info()
+
+
+def _checked_image(image):
+    if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        shape = getattr(image, "shape", None)
+        dtype = getattr(image, "dtype", type(image).__name__)
+        raise InputError(f"expected a BGR uint8 HxWx3 image, got shape {shape} dtype {dtype}")
+    if image.shape[0] < 1 or image.shape[1] < 1:
+        raise InputError("empty image")
+    return image
