@@ -9,13 +9,16 @@ import logging
 import os
 import sys
 import time
+from dataclasses import dataclass
+from typing import Callable, Optional
 
 import cv2
 import numpy as np
 
+from util.arg_utils import plan_savepaths
 from util.errors import AxError, InputError
-from util.file_utils import atomic_output
-from util.image_utils import imread
+from util.file_utils import atomic_output, write_json_atomic
+from util.image_utils import SAMPLE_PORTRAIT_NAME, imread, imwrite, load_sample_portrait
 from util.video_utils import AtomicVideoWriter, capture_fps, frame_count, is_webcam_index, open_capture
 
 logger = logging.getLogger(__name__)
@@ -152,3 +155,81 @@ def _show_frame(image):
 def output_sidecar(path, ext):
     """``<path stem><ext>``: the JSON beside a saved image, the JSONL beside a saved video."""
     return os.path.splitext(path)[0] + ext
+
+
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv")
+
+
+@dataclass
+class ModelJob:
+    """What a model script does per image or frame; ``run_job`` owns the loops, files and exit codes.
+
+    analyse(image) -> result; render(image, result, mirror) -> image; image_record(name, image, result) -> dict;
+    frame_record(index, result) -> dict; report(name, result) prints the result (optional).
+    """
+    analyse: Callable
+    render: Callable
+    image_record: Callable
+    frame_record: Callable
+    report: Optional[Callable] = None
+
+
+def input_items(paths):
+    """InputItems for the given paths, or the scikit-image astronaut sample when there are none."""
+    if paths:
+        return [InputItem.from_path(path) for path in paths]
+    return [InputItem(SAMPLE_PORTRAIT_NAME, image=load_sample_portrait())]
+
+
+def run_job(job, args):
+    """Runs ``job`` on ``args.video`` or ``args.input`` (ailia MODELS flags); returns the exit code."""
+    if args.video is not None:
+        return run_job_on_video(job, args)
+    return run_job_on_images(job, args)
+
+
+def run_job_on_images(job, args):
+    items = input_items(args.input)
+    savepaths = plan_savepaths_for(args.savepath, items)
+    records = []
+
+    def process_one(item, image):
+        if args.benchmark:
+            result = benchmark(lambda: job.analyse(image), args.benchmark_count)
+        else:
+            result = job.analyse(image)
+        if job.report:
+            job.report(item.name, result)
+        savepath = savepaths[id(item)]
+        imwrite(savepath, job.render(image, result, False))
+        logger.info("saved %s", savepath)
+        if args.write_json:
+            record = job.image_record(item.name, image, result)
+            write_json_atomic(output_sidecar(savepath, ".json"), record)
+            records.append(record)
+
+    exit_code = run_image_batch(items, process_one, quiet=args.quiet)
+    if args.write_json and len(items) > 1 and records:
+        folder = os.path.dirname(next(iter(savepaths.values()))) or "."
+        jsonl = JsonLinesWriter(os.path.join(folder, "results.jsonl"))
+        for record in records:
+            jsonl.write(record)
+        jsonl.close()
+    return exit_code
+
+
+def plan_savepaths_for(savepath, items):
+    planned = plan_savepaths(savepath, [item.path or "sample" for item in items])
+    return {id(item): path for item, path in zip(items, planned)}
+
+
+def run_job_on_video(job, args):
+    video_out = args.savepath if os.path.splitext(args.savepath)[1].lower() in VIDEO_EXTENSIONS else None
+    jsonl_path = output_sidecar(video_out or args.savepath, ".jsonl") if args.write_json else None
+
+    def analyse_frame(frame, index):
+        result = job.analyse(frame)
+        return result, job.frame_record(index, result)
+
+    return run_video(args.video, analyse_frame, job.render, savepath=video_out, jsonl_path=jsonl_path,
+                     show=args.show, quiet=args.quiet)

@@ -297,7 +297,8 @@ class _Converter:
             value = self.graph.constant(index)
             if value is not None:
                 self.constants[index] = value
-        self.used_names.add(self.input_name)
+        # Reserve the public names so that no internal tensor takes them.
+        self.used_names.update([self.input_name] + [spec.name for spec in self.output_specs])
         self.values[inputs[0]] = self.input_name
 
         unsupported = sorted({self.graph.op_name(op) for op in self.graph.operators()} - set(_HANDLERS))
@@ -331,7 +332,6 @@ class _Converter:
             nhwc = self.fresh(f"{spec.name}_nhwc")
             self.add_node("Transpose", [source], [nhwc], perm=list(NCHW_TO_NHWC))
             source = nhwc
-        self.used_names.add(spec.name)
         if spec.flatten:
             self.add_node("Flatten", [source], [spec.name], axis=1)
             shape = (shape[0], int(np.prod(shape[1:])))
@@ -382,9 +382,9 @@ def _convert_conv_2d(conv, op):
     strides, dilations = [opts.StrideH(), opts.StrideW()], [opts.DilationHFactor(), opts.DilationWFactor()]
     pads = _spatial_pads(opts.Padding(), g.shape(x)[1:3], weight.shape[1:3], strides, dilations)
     w_name = conv.add_initializer(weight.transpose(0, 3, 1, 2), g.name(w))
-    out = conv.fused_activation("CONV_2D", opts.FusedActivationFunction(), y)
-    conv.add_node("Conv", [conv.activation(x), w_name, _bias(conv, b, weight.shape[0], f"{g.name(w)}_bias")], [out],
-                  kernel_shape=list(weight.shape[1:3]), strides=strides, dilations=dilations, pads=pads, group=1)
+    conv.emit("Conv", [conv.activation(x), w_name, _bias(conv, b, weight.shape[0], f"{g.name(w)}_bias")], y,
+              opts.FusedActivationFunction(), kernel_shape=list(weight.shape[1:3]), strides=strides,
+              dilations=dilations, pads=pads, group=1)
 
 
 def _convert_depthwise_conv_2d(conv, op):
@@ -393,25 +393,22 @@ def _convert_depthwise_conv_2d(conv, op):
     (y,) = g.op_outputs(op)
     opts = g.options(op, tflite.DepthwiseConv2DOptions)
     weight = conv.constant(w).astype(np.float32)  # 1 x H x W x (C * multiplier)
-    in_channels = g.shape(x)[3]
     strides, dilations = [opts.StrideH(), opts.StrideW()], [opts.DilationHFactor(), opts.DilationWFactor()]
     pads = _spatial_pads(opts.Padding(), g.shape(x)[1:3], weight.shape[1:3], strides, dilations)
     # ONNX grouped conv: (C * multiplier, 1, H, W) with group = C; TFLite's channel order c * multiplier + m matches.
     w_name = conv.add_initializer(weight.transpose(3, 0, 1, 2), g.name(w))
-    out = conv.fused_activation("DEPTHWISE_CONV_2D", opts.FusedActivationFunction(), y)
-    conv.add_node("Conv", [conv.activation(x), w_name, _bias(conv, b, weight.shape[3], f"{g.name(w)}_bias")], [out],
-                  kernel_shape=list(weight.shape[1:3]), strides=strides, dilations=dilations, pads=pads,
-                  group=in_channels)
+    conv.emit("Conv", [conv.activation(x), w_name, _bias(conv, b, weight.shape[3], f"{g.name(w)}_bias")], y,
+              opts.FusedActivationFunction(), kernel_shape=list(weight.shape[1:3]), strides=strides,
+              dilations=dilations, pads=pads, group=g.shape(x)[3])
 
 
 def _convert_add(conv, op):
     g = conv.graph
     a, b = g.op_inputs(op)
     (y,) = g.op_outputs(op)
-    opts = g.options(op, tflite.AddOptions)
     rank = len(g.shape(y))
-    out = conv.fused_activation("ADD", opts.FusedActivationFunction(), y)
-    conv.add_node("Add", [conv.operand(a, broadcast_rank=rank), conv.operand(b, broadcast_rank=rank)], [out])
+    conv.emit("Add", [conv.operand(a, broadcast_rank=rank), conv.operand(b, broadcast_rank=rank)], y,
+              g.options(op, tflite.AddOptions).FusedActivationFunction())
 
 
 def _convert_prelu(conv, op):
@@ -421,13 +418,13 @@ def _convert_prelu(conv, op):
     slope = conv.constant(alpha).astype(np.float32)
     if len(g.shape(x)) == 4:  # NHWC-broadcast slope (.., H?, W?, C) -> (C, H?, W?) for NCHW
         slope = slope.reshape((1,) * (3 - slope.ndim) + slope.shape[-3:]).transpose(2, 0, 1)
-    conv.add_node("PRelu", [conv.activation(x), conv.add_initializer(slope, g.name(alpha))], [conv.output_of(y)])
+    conv.emit("PRelu", [conv.activation(x), conv.add_initializer(slope, g.name(alpha))], y)
 
 
 def _convert_relu(conv, op):
     g = conv.graph
     (x,), (y,) = g.op_inputs(op), g.op_outputs(op)
-    conv.add_node("Relu", [conv.activation(x)], [conv.output_of(y)])
+    conv.emit("Relu", [conv.activation(x)], y)
 
 
 def _convert_max_pool_2d(conv, op):
@@ -436,8 +433,8 @@ def _convert_max_pool_2d(conv, op):
     opts = g.options(op, tflite.Pool2DOptions)
     kernel, strides = [opts.FilterHeight(), opts.FilterWidth()], [opts.StrideH(), opts.StrideW()]
     pads = _spatial_pads(opts.Padding(), g.shape(x)[1:3], kernel, strides)
-    out = conv.fused_activation("MAX_POOL_2D", opts.FusedActivationFunction(), y)
-    conv.add_node("MaxPool", [conv.activation(x)], [out], kernel_shape=kernel, strides=strides, pads=pads)
+    conv.emit("MaxPool", [conv.activation(x)], y, opts.FusedActivationFunction(), kernel_shape=kernel,
+              strides=strides, pads=pads)
 
 
 def _convert_pad(conv, op):
@@ -447,8 +444,8 @@ def _convert_pad(conv, op):
     pad = conv.constant(paddings).astype(np.int64)  # (rank, 2) before/after, TFLite axis order
     order = NHWC_TO_NCHW if len(g.shape(x)) == 4 else tuple(range(len(pad)))
     onnx_pads = np.array([pad[a, 0] for a in order] + [pad[a, 1] for a in order], np.int64)
-    conv.add_node("Pad", [conv.activation(x), conv.add_initializer(onnx_pads, f"{g.name(paddings)}_onnx")],
-                  [conv.output_of(y)], mode="constant")
+    conv.emit("Pad", [conv.activation(x), conv.add_initializer(onnx_pads, f"{g.name(paddings)}_onnx")], y,
+              mode="constant")
 
 
 def _convert_reshape(conv, op):
@@ -470,9 +467,9 @@ def _convert_reshape(conv, op):
     if len(g.shape(y)) == 4:
         reshaped = conv.fresh(f"{g.name(y)}_nhwc")
         conv.add_node("Reshape", [source, shape_name], [reshaped])
-        conv.add_node("Transpose", [reshaped], [conv.output_of(y)], perm=list(NHWC_TO_NCHW))
+        conv.emit("Transpose", [reshaped], y, perm=list(NHWC_TO_NCHW))
     else:
-        conv.add_node("Reshape", [source, shape_name], [conv.output_of(y)])
+        conv.emit("Reshape", [source, shape_name], y)
 
 
 def _convert_concatenation(conv, op):
@@ -483,8 +480,8 @@ def _convert_concatenation(conv, op):
     axis = opts.Axis() % rank
     if rank == 4:
         axis = NHWC_TO_NCHW.index(axis)
-    out = conv.fused_activation("CONCATENATION", opts.FusedActivationFunction(), y)
-    conv.add_node("Concat", [conv.operand(i, broadcast_rank=rank) for i in inputs], [out], axis=axis)
+    conv.emit("Concat", [conv.operand(i, broadcast_rank=rank) for i in inputs], y, opts.FusedActivationFunction(),
+              axis=axis)
 
 
 def _convert_resize_bilinear(conv, op):
@@ -502,16 +499,16 @@ def _convert_resize_bilinear(conv, op):
         mode = "asymmetric"
     # Scales rather than sizes: sizes would pin the batch dimension.
     scales = np.array([1.0, 1.0, out_h / in_h, out_w / in_w], np.float32)
-    conv.add_node("Resize", [conv.activation(x), "", conv.add_initializer(scales, f"{g.name(y)}_scales")],
-                  [conv.output_of(y)], mode="linear", coordinate_transformation_mode=mode)
+    conv.emit("Resize", [conv.activation(x), "", conv.add_initializer(scales, f"{g.name(y)}_scales")], y,
+              mode="linear", coordinate_transformation_mode=mode)
 
 
 def _convert_depth_to_space(conv, op):
     g = conv.graph
     (x,), (y,) = g.op_inputs(op), g.op_outputs(op)
-    opts = g.options(op, tflite.DepthToSpaceOptions)
     # TensorFlow's channel order is ONNX's DCR mode.
-    conv.add_node("DepthToSpace", [conv.activation(x)], [conv.output_of(y)], blocksize=opts.BlockSize(), mode="DCR")
+    conv.emit("DepthToSpace", [conv.activation(x)], y,
+              blocksize=g.options(op, tflite.DepthToSpaceOptions).BlockSize(), mode="DCR")
 
 
 def _convert_dequantize(conv, op):
@@ -522,7 +519,7 @@ def _convert_dequantize(conv, op):
     if conv.is_constant(x):  # fp16 weights: fold to float32
         conv.constants[y] = conv.constant(x).astype(np.float32)
     else:
-        conv.add_node("Cast", [conv.activation(x)], [conv.output_of(y)], to=TensorProto.FLOAT)
+        conv.emit("Cast", [conv.activation(x)], y, to=TensorProto.FLOAT)
 
 
 def _convert_densify(conv, op):
@@ -546,3 +543,34 @@ _HANDLERS = {
     "RESHAPE": _convert_reshape,
     "RESIZE_BILINEAR": _convert_resize_bilinear,
 }
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Fidelity checks against a TFLite interpreter (optional: tflite-runtime, ai-edge-litert or tensorflow)
+
+
+def load_tflite_interpreter(tflite_path):
+    """An allocated TFLite interpreter for ``tflite_path``, or None when no interpreter package is installed."""
+    candidates = (("tflite_runtime.interpreter", "Interpreter"), ("ai_edge_litert.interpreter", "Interpreter"),
+                  ("tensorflow.lite", "Interpreter"))
+    for module_name, attribute in candidates:
+        try:
+            module = __import__(module_name, fromlist=[attribute])
+        except ImportError:
+            continue
+        interpreter = getattr(module, attribute)(model_path=tflite_path)
+        interpreter.allocate_tensors()
+        return interpreter
+    return None
+
+
+def run_tflite(interpreter, nhwc_input):
+    """Outputs of a single-input interpreter for one batch-1 NHWC input, in output order."""
+    interpreter.set_tensor(interpreter.get_input_details()[0]["index"], np.ascontiguousarray(nhwc_input, np.float32))
+    interpreter.invoke()
+    return [interpreter.get_tensor(d["index"]).copy() for d in interpreter.get_output_details()]
+
+
+def max_abs_differences(onnx_outputs, tflite_outputs):
+    """Max |onnx - tflite| per output (ONNX outputs may be flattened views of the TFLite ones)."""
+    return [float(np.abs(o - t.reshape(o.shape)).max()) for o, t in zip(onnx_outputs, tflite_outputs)]

