@@ -165,6 +165,7 @@ def test_cli_video_writes_video_and_jsonl(tmp_path, astronaut_bgr, contract_mani
     capture.release()
     lines = [json.loads(line) for line in open(os.path.join(tmp_path, "annotated.jsonl"))]
     assert [r["frame"] for r in lines] == [0, 1, 2, 3, 4] and all(len(r["faces"]) == 1 for r in lines)
+    assert {r["faces"][0]["track_id"] for r in lines} == {0}  # one face, tracked across frames
     assert sorted(os.listdir(tmp_path)) == ["annotated.jsonl", "annotated.mp4", "clip.avi"]
 
 

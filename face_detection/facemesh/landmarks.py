@@ -64,6 +64,23 @@ def roi_from_detection(detection, scale=ROI_SCALE):
                       rotation=rotation)
 
 
+# mediapipe's face_landmark_landmarks_to_roi: rotation from the subject's right eye outer corner to the left one.
+ROTATION_START_LANDMARK, ROTATION_END_LANDMARK = 33, 263
+
+
+def roi_from_landmarks(landmarks, scale=ROI_SCALE):
+    """mediapipe's FaceLandmarkLandmarksToRoi: the next video frame's ROI from this frame's landmarks (image px).
+
+    Axis-aligned bounding box of the landmarks, turned by the eye-corner angle, squared on its long side, 1.5x.
+    """
+    points = np.asarray(landmarks, dtype=np.float64)[:, :2]
+    (x1, y1), (x2, y2) = points.min(axis=0), points.max(axis=0)
+    (sx, sy), (ex, ey) = points[ROTATION_START_LANDMARK], points[ROTATION_END_LANDMARK]
+    rotation = _normalize_radians(-math.atan2(-(ey - sy), ex - sx))
+    return RotatedRoi(center_x=(x1 + x2) / 2, center_y=(y1 + y2) / 2, size=max(x2 - x1, y2 - y1) * scale,
+                      rotation=rotation)
+
+
 def crop_input(image_bgr, roi):
     """(3, 192, 192) float32 RGB in [0, 1] of the ROI."""
     crop = cv2.warpAffine(image_bgr, roi.crop_matrix(INPUT_SIZE), (INPUT_SIZE, INPUT_SIZE), flags=cv2.INTER_LINEAR,

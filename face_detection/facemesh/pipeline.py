@@ -9,11 +9,13 @@ best ``max_faces`` detections, drop ROIs that overlap a later one by IoU > 0.5 (
 the mesh on all ROIs in one batch and keep faces whose presence is >= 0.5.
 """
 from dataclasses import dataclass
+from itertools import count
+from typing import Optional
 
 import numpy as np
 
 from face_detection.facemesh.detector import FaceDetector
-from face_detection.facemesh.landmarks import MIN_PRESENCE, FaceLandmarker, roi_from_detection
+from face_detection.facemesh.landmarks import MIN_PRESENCE, FaceLandmarker, roi_from_detection, roi_from_landmarks
 from face_detection.facemesh.model_files import ensure_models
 from util.errors import InputError
 
@@ -28,6 +30,28 @@ class Face:
     roi: np.ndarray  # (4, 2) corners of the rotated mesh crop: top-left, top-right, bottom-left, bottom-right
     presence_score: float
     landmarks: np.ndarray  # (468, 3) float32, image px
+    track_id: Optional[int] = None  # video tracking (FaceTracker): the same id for the same face across frames
+
+
+@dataclass
+class Candidate:
+    """A region to fit the mesh in: from a detection, or tracked from the previous frame's landmarks."""
+    roi: object  # RotatedRoi
+    bbox: np.ndarray
+    keypoints: np.ndarray
+    detection_score: float
+    track_id: Optional[int] = None
+
+    @classmethod
+    def from_detection(cls, detection):
+        return cls(roi=roi_from_detection(detection), bbox=detection.bbox, keypoints=detection.keypoints,
+                   detection_score=detection.score)
+
+    @classmethod
+    def from_face(cls, face):
+        """Tracking: the previous frame's face gives this frame's ROI; its identity and scores carry over."""
+        return cls(roi=roi_from_landmarks(face.landmarks), bbox=face.bbox, keypoints=face.keypoints,
+                   detection_score=face.detection_score, track_id=face.track_id)
 
 
 def _axis_aligned_iou(a, b):
@@ -41,13 +65,13 @@ def _axis_aligned_iou(a, b):
     return intersection / (a.size ** 2 + b.size ** 2 - intersection)
 
 
-def associate_rois(detections, rois, threshold=ROI_ASSOCIATION_IOU):
+def associate(candidates, threshold=ROI_ASSOCIATION_IOU):
     """mediapipe's AssociationNormRectCalculator: a ROI overlapping a later one by more than ``threshold`` is
-    replaced by the later one. Returns the surviving (detection, roi) pairs."""
+    replaced by the later one (so tracked ROIs listed after detections win). Returns the survivors."""
     kept = []
-    for detection, roi in zip(detections, rois):
-        kept = [(d, r) for d, r in kept if _axis_aligned_iou(r, roi) <= threshold]
-        kept.append((detection, roi))
+    for candidate in candidates:
+        kept = [c for c in kept if _axis_aligned_iou(c.roi, candidate.roi) <= threshold]
+        kept.append(candidate)
     return kept
 
 
@@ -64,16 +88,62 @@ class FaceMesh:
         self.max_faces = max_faces
         self.min_presence = min_presence
 
-    def process(self, image_bgr):
-        """BGR uint8 HxWx3 -> faces found, highest detection score first."""
-        _check_image(image_bgr)
-        detections = self.detector.detect(image_bgr)[:self.max_faces]
-        pairs = associate_rois(detections, [roi_from_detection(d) for d in detections])
-        landmarks, presence = self.landmarker.predict(image_bgr, [roi for _, roi in pairs])
-        faces = [Face(bbox=detection.bbox, detection_score=detection.score, keypoints=detection.keypoints,
-                      roi=roi.corners(), presence_score=float(p), landmarks=points)
-                 for (detection, roi), points, p in zip(pairs, landmarks, presence) if p >= self.min_presence]
+    def detect(self, image_bgr):
+        """Candidates from the detector, best first, at most ``max_faces``."""
+        return [Candidate.from_detection(d) for d in self.detector.detect(image_bgr)[:self.max_faces]]
+
+    def fit(self, image_bgr, candidates):
+        """The mesh on all candidate ROIs in one batch; faces whose presence is below the threshold are dropped."""
+        landmarks, presence = self.landmarker.predict(image_bgr, [c.roi for c in candidates])
+        faces = [Face(bbox=c.bbox, detection_score=c.detection_score, keypoints=c.keypoints, roi=c.roi.corners(),
+                      presence_score=float(p), landmarks=points, track_id=c.track_id)
+                 for c, points, p in zip(candidates, landmarks, presence) if p >= self.min_presence]
         return sorted(faces, key=lambda face: -face.detection_score)
+
+    def process(self, image_bgr):
+        """BGR uint8 HxWx3 -> faces found, highest detection score first (still images: detect every time)."""
+        _check_image(image_bgr)
+        return self.fit(image_bgr, associate(self.detect(image_bgr)))
+
+
+class FaceTracker:
+    """Video mode, as mediapipe's: each face's ROI comes from its landmarks in the previous frame, and the
+    detector runs only when no face is tracked, when a tracked face was lost, or every ``redetect_interval``
+    frames (to pick up faces entering the picture). Tracked faces keep a stable ``track_id``."""
+
+    def __init__(self, face_mesh, redetect_interval=10):
+        self.face_mesh = face_mesh
+        self.redetect_interval = max(1, int(redetect_interval))
+        self.reset()
+
+    def reset(self):
+        self.tracked = []
+        self.frames_since_detection = 0
+        self.lost_since_detection = False
+        self._ids = count()
+
+    def process(self, frame_bgr):
+        _check_image(frame_bgr)
+        candidates = [Candidate.from_face(face) for face in self.tracked]
+        detect = (not candidates or self.lost_since_detection
+                  or self.frames_since_detection >= self.redetect_interval)
+        if detect:
+            # Detections first, tracked ROIs after: an overlapping tracked ROI replaces the detection (and keeps
+            # its id), as mediapipe's association does.
+            candidates = associate(self.face_mesh.detect(frame_bgr) + candidates)
+            # Tracked faces first (stable sort), then new detections best first, up to max_faces.
+            candidates = sorted(candidates, key=lambda c: c.track_id is None)[:self.face_mesh.max_faces]
+            self.frames_since_detection = 0
+            self.lost_since_detection = False
+        faces = self.face_mesh.fit(frame_bgr, candidates)
+        self.frames_since_detection += 1
+        if len(faces) < len(candidates) and not detect:
+            self.lost_since_detection = True
+        for face in faces:
+            if face.track_id is None:
+                face.track_id = next(self._ids)
+        self.tracked = faces
+        return faces
 
 
 def _check_image(image):

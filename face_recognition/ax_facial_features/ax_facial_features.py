@@ -24,6 +24,9 @@ def parse_args(argv=None):
     parser.add_argument("--threshold", type=float, default=DEFAULT_FACIAL_HAIR_THRESHOLD,
                         help="facial hair: probability from which a label is reported")
     add_face_finding_flags(parser)
+    parser.add_argument("--smoothing", type=float, default=0.0,
+                        help="video: weight of the previous frames in an exponential moving average of each "
+                             "tracked face's probabilities, in [0, 1) (0 = off)")
     parser.add_argument("--manifest", default=None, metavar="JSON",
                         help="model manifest naming the classifier files (default: the plugin's manifest.json)")
     return update_parser(parser, argv)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from face_detection.facemesh.pipeline import Face, FaceMesh
+from face_detection.facemesh.pipeline import Face, FaceMesh, FaceTracker
 from face_recognition.ax_facial_features.classifiers import Classifiers
 from face_recognition.ax_facial_features.constants import (
     CLASS_NAMES, DEFAULT_FACIAL_HAIR_THRESHOLD, FACE, MULTI_LABEL_TASKS, TASK_CROP, TASKS)
@@ -90,8 +90,6 @@ class FacialFeatures:
         self.crop_kinds = sorted({FACE} | {TASK_CROP[t] for t in self.tasks})
         self.timer = StageTimer()
 
-    def detect(self, image_bgr):
-        return [FaceFeatures(mesh=face) for face in self.face_mesh.process(image_bgr)]
 
     def cut_crops(self, image_bgr, faces):
         for face in faces:
@@ -113,9 +111,13 @@ class FacialFeatures:
 
     def process(self, image_bgr):
         """BGR uint8 HxWx3 image -> list of FaceFeatures, highest detection score first."""
+        return self.analyse(image_bgr, self.face_mesh.process)
+
+    def analyse(self, image_bgr, find_faces):
+        """The stages after ``find_faces(image) -> list[Face]`` (detection + mesh, or tracking in video)."""
         image_bgr = _checked_image(image_bgr)
         self.timer.start()
-        faces = self.detect(image_bgr)
+        faces = [FaceFeatures(mesh=face) for face in find_faces(image_bgr)]
         self.timer.lap("detect+mesh")
         self.cut_crops(image_bgr, faces)
         self.timer.lap("crops")
@@ -135,3 +137,38 @@ def _checked_image(image):
     if image.shape[0] < 1 or image.shape[1] < 1:
         raise InputError("empty image")
     return image
+
+
+class VideoAnalyser:
+    """Video frames: faces tracked from the previous frame's landmarks (the detector runs only when needed, see
+    FaceTracker), and optionally each track's probabilities smoothed over time.
+
+    ``smoothing`` in [0, 1): weight of the previous smoothed probabilities in an exponential moving average
+    (0 = off; 0.6 keeps about the last 2-3 frames' worth). Labels are chosen again from the smoothed values.
+    """
+
+    def __init__(self, analyser, redetect_interval=10, smoothing=0.0):
+        if not 0.0 <= smoothing < 1.0:
+            raise InputError(f"smoothing must be in [0, 1), got {smoothing}")
+        self.analyser = analyser
+        self.tracker = FaceTracker(analyser.face_mesh, redetect_interval=redetect_interval)
+        self.smoothing = smoothing
+        self._smoothed = {}  # (track id, task) -> probability vector
+
+    def process(self, frame_bgr):
+        faces = self.analyser.analyse(frame_bgr, self.tracker.process)
+        if self.smoothing:
+            self._smooth(faces)
+        return faces
+
+    def _smooth(self, faces):
+        alive = {}
+        for face in faces:
+            for task, result in face.results.items():
+                key = (face.mesh.track_id, task)
+                current = np.array(list(result.probs.values()))
+                previous = self._smoothed.get(key)
+                smoothed = current if previous is None else self.smoothing * previous + (1 - self.smoothing) * current
+                alive[key] = smoothed
+                face.results[task] = make_task_result(task, smoothed, self.analyser.facial_hair_threshold)
+        self._smoothed = alive  # forget faces that left the picture

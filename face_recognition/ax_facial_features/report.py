@@ -12,6 +12,8 @@ CORNER_NAMES = ("top_left", "top_right", "bottom_left", "bottom_right")
 def face_record(face, tasks):
     record = {"detection_score": round(float(face.mesh.detection_score), 6),
               "roi": [[round(float(x), 2), round(float(y), 2)] for x, y in face.roi]}
+    if face.mesh.track_id is not None:
+        record["track_id"] = face.mesh.track_id
     for task in tasks:
         result = face.results[task]
         entry = {"probs": {name: round(p, 6) for name, p in result.probs.items()}}
