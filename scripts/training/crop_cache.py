@@ -1,0 +1,153 @@
+"""Crop cache: run the plugin's Face Mesh and crops once per image, keep the results on disk.
+
+For each image the labelled face is chosen (the largest face containing the image centre, else the largest face),
+and the cache keeps its 468 landmarks and its crops (eye band, face) as uint8 RGB 256x256 arrays, made by the
+plugin's own ``make_crop``. Images without a detected face are recorded in ``meta.json`` ("missed").
+
+Layout (``.npy`` so the crops can be memory-mapped): ``<cache_root>/crops/<key>/`` with ``meta.json``,
+``landmarks.npy`` (N, 468, 3) float32 (NaN rows for missed faces), ``eye_band.npy`` and ``face.npy``
+(N, 256, 256, 3) uint8 (zeros for missed faces). ``key`` hashes the image folder, the image names and the source of
+the crop / Face Mesh code, so a change of the crop geometry builds a new cache instead of reusing stale crops.
+"""
+import hashlib
+import json
+import logging
+import os
+import shutil
+import time
+
+import numpy as np
+
+from face_recognition.ax_facial_features import constants, crops
+from face_recognition.ax_facial_features.constants import CLASSIFIER_INPUT_SIZE, EYE_BAND, FACE
+from util.file_utils import write_json_atomic
+from util.image_utils import imread
+
+logger = logging.getLogger(__name__)
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+DEFAULT_CACHE_ROOT = os.path.join(REPO_ROOT, ".cache", "training")
+CROP_KINDS = (EYE_BAND, FACE)
+NUM_LANDMARKS = 468
+
+
+def code_fingerprint():
+    """Hash of the source files that decide the crops: geometry, constants and the Face Mesh pipeline."""
+    digest = hashlib.sha256()
+    paths = [crops.__file__, constants.__file__]
+    try:
+        from face_detection.facemesh import pipeline
+        paths.append(pipeline.__file__)
+    except ImportError:  # a custom detector is in use (tests)
+        pass
+    for path in paths:
+        with open(path, "rb") as f:
+            digest.update(f.read())
+    return digest.hexdigest()[:12]
+
+
+def facemesh_detector():
+    """The plugin's Face Mesh as ``detect(image_bgr) -> list of (468, 3) landmark arrays``."""
+    from face_detection.facemesh.pipeline import FaceMesh
+
+    mesh = FaceMesh()
+    return lambda image_bgr: [np.asarray(face.landmarks, dtype=np.float32) for face in mesh.process(image_bgr)]
+
+
+def select_face(landmark_sets, image_shape):
+    """Index of the labelled face: the largest face whose landmark box contains the image centre, else the largest
+    face; None when there is no face."""
+    if not landmark_sets:
+        return None
+    centre = np.array([image_shape[1], image_shape[0]], dtype=np.float64) / 2
+    boxes = [(lm[:, :2].min(axis=0), lm[:, :2].max(axis=0)) for lm in landmark_sets]
+    areas = [float(np.prod(high - low)) for low, high in boxes]
+    central = [i for i, (low, high) in enumerate(boxes) if np.all(low <= centre) and np.all(centre <= high)]
+    candidates = central or range(len(landmark_sets))
+    return max(candidates, key=lambda i: areas[i])
+
+
+class CropCache:
+    """A built cache, opened read-only: rows follow ``names``."""
+
+    def __init__(self, path):
+        self.path = path
+        with open(os.path.join(path, "meta.json"), encoding="utf-8") as f:
+            self.meta = json.load(f)
+        self.images_dir = self.meta["images_dir"]
+        self.names = self.meta["names"]
+        self.row_of = {name: i for i, name in enumerate(self.names)}
+        self.landmarks = np.load(os.path.join(path, "landmarks.npy"))
+        self.found = np.isfinite(self.landmarks[:, 0, 0])
+
+    def crops(self, kind):
+        """(N, 256, 256, 3) uint8 memory map of one crop kind."""
+        return np.load(os.path.join(self.path, f"{kind}.npy"), mmap_mode="r")
+
+    def rows(self, names):
+        """Cache rows of ``names`` (-1 for names not in the cache)."""
+        return np.array([self.row_of.get(name, -1) for name in names], dtype=np.int64)
+
+    def image_path(self, row):
+        return os.path.join(self.images_dir, self.names[row])
+
+
+def cache_key(images_dir, names):
+    digest = hashlib.sha256(os.path.abspath(images_dir).encode())
+    for name in sorted(names):
+        digest.update(name.encode() + b"\0")
+    return f"{digest.hexdigest()[:12]}-{code_fingerprint()}"
+
+
+def build_crop_cache(images_dir, names, path, detector=None, kinds=CROP_KINDS):
+    """Detect, select the labelled face and crop every image; written to a temporary folder then renamed."""
+    detector = detector or facemesh_detector()
+    names = sorted(set(names))
+    tmp = path + ".tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(tmp)
+    size = CLASSIFIER_INPUT_SIZE
+    landmarks = np.full((len(names), NUM_LANDMARKS, 3), np.nan, dtype=np.float32)
+    arrays = {kind: np.lib.format.open_memmap(os.path.join(tmp, f"{kind}.npy"), mode="w+", dtype=np.uint8,
+                                              shape=(len(names), size, size, 3)) for kind in kinds}
+    missed, started = [], time.time()
+    for row, name in enumerate(names):
+        image = imread(os.path.join(images_dir, name))
+        faces = detector(image)
+        chosen = select_face(faces, image.shape)
+        if chosen is None:
+            missed.append(name)
+        else:
+            landmarks[row] = faces[chosen][:NUM_LANDMARKS, :3]
+            for kind in kinds:
+                arrays[kind][row] = crops.make_crop(image, landmarks[row], kind).image
+        if (row + 1) % 250 == 0:
+            logger.info("crop cache: %d/%d images, %d missed, %.0f s", row + 1, len(names), len(missed),
+                        time.time() - started)
+    for array in arrays.values():
+        array.flush()
+    np.save(os.path.join(tmp, "landmarks.npy"), landmarks)
+    write_json_atomic(os.path.join(tmp, "meta.json"), {
+        "images_dir": os.path.abspath(images_dir), "names": names, "kinds": list(kinds), "missed": missed,
+        "fingerprint": code_fingerprint(), "seconds": round(time.time() - started, 1)})
+    shutil.rmtree(path, ignore_errors=True)
+    os.replace(tmp, path)
+    logger.info("crop cache: %d images, %d without a face -> %s", len(names), len(missed), path)
+    return CropCache(path)
+
+
+def open_crop_cache(images_dir, names, cache_root=DEFAULT_CACHE_ROOT, detector=None):
+    """The cache of ``names`` in ``images_dir``, built on first use (or after the crop code changed)."""
+    path = os.path.join(cache_root, "crops", cache_key(images_dir, names))
+    if os.path.isfile(os.path.join(path, "meta.json")):
+        return CropCache(path)
+    return build_crop_cache(images_dir, names, path, detector)
+
+
+def open_tables_cache(tables, cache_root=DEFAULT_CACHE_ROOT, detector=None):
+    """One cache for label tables sharing an image folder (the union of their images)."""
+    folders = {os.path.abspath(t.images_dir) for t in tables}
+    if len(folders) != 1:
+        raise ValueError(f"tables must share one image folder, got {sorted(folders)}")
+    names = sorted({name for t in tables for name in t.images})
+    return open_crop_cache(folders.pop(), names, cache_root, detector)

@@ -1,0 +1,61 @@
+"""scripts/evaluate.py: the whole plugin over a labelled folder, metrics with intervals, groups, missed faces."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from tests.conftest import REPO_ROOT, write_image
+
+pytest.importorskip("scipy")
+
+
+@pytest.fixture
+def labelled_folder(tmp_path, astronaut_bgr):
+    images = tmp_path / "images"
+    images.mkdir()
+    for i in range(4):
+        write_image(str(images / f"a{i}.jpg"), np.roll(astronaut_bgr, 10 * i, axis=1))
+    write_image(str(images / "blank.jpg"), np.full((200, 200, 3), 128, np.uint8))
+    (tmp_path / "labels_eyes.csv").write_text(
+        "image,eyelid_img_left,eyelid_img_right,eyelashes,race,gender\n"
+        "a0.jpg,double,double,dense,White,Female\n"
+        "a1.jpg,single,single,moderate,White,Female\n"
+        "a2.jpg,double,single,sparse,Black,Male\n"
+        "a3.jpg,unclear,double,unclear,Black,Male\n"
+        "blank.jpg,double,double,moderate,White,Male\n")
+    (tmp_path / "labels_facial_hair.csv").write_text(
+        "image,moustache,beard,mouth_side_hair,status,race,gender\n"
+        "a0.jpg,0,0,0,ok,White,Female\n"
+        "a1.jpg,1,1,0,ok,White,Female\n"
+        "a2.jpg,1,0,0,ok,Black,Male\n"
+        "a3.jpg,0,1,1,disputed,Black,Male\n"
+        "blank.jpg,0,0,0,ok,White,Male\n")
+    return tmp_path
+
+
+def test_evaluate_reports_metrics_groups_and_missed_faces(labelled_folder, contract_manifest):
+    out = labelled_folder / "report.json"
+    result = subprocess.run([sys.executable, os.path.join(REPO_ROOT, "scripts", "evaluate.py"), "--dataset",
+                             str(labelled_folder), "--out", str(out), "--manifest", contract_manifest,
+                             "--bootstrap", "50", "--groups", "race", "gender"],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(out.read_text())
+    assert report["images"] == 5 and report["images_without_face"] == 1
+    eyelids = report["tasks"]["eyelids"]
+    # Face-level eyelid labels: a0 double, a1 single, blank double (no face); a2 hybrid and a3 unclear excluded.
+    assert (eyelids["labelled"], eyelids["scored"], eyelids["missed_images"]) == (3, 2, ["blank.jpg"])
+    assert eyelids["confusion"]["rows_true_cols_predicted"] == ["double", "single"]
+    assert np.sum(eyelids["confusion"]["matrix"]) == 2
+    low, high = eyelids["overall"]["balanced_accuracy_ci95"]
+    assert 0 <= low <= eyelids["overall"]["balanced_accuracy"] <= high <= 1
+    hair = report["tasks"]["facial_hair"]
+    assert (hair["labelled"], hair["scored"]) == (4, 3)  # the disputed row is not scored
+    assert set(hair["groups"]["race"]) == {"White", "Black"}
+    assert set(hair["confusion"]) == {"moustache", "beard", "mouth_side_hair"}
+    assert report["hybrid_eyelids"]["faces"] == 1
+    lashes = report["tasks"]["eyelashes"]
+    assert lashes["groups"]["gender"]["Male"]["classes_present"] == ["sparse"]  # groups lacking classes handled
