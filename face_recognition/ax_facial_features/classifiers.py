@@ -150,13 +150,16 @@ class Classifiers:
     def crop_kinds(self):
         return sorted({m.spec.crop for m in self.models})
 
-    def classify(self, batches):
-        """``batches``: crop kind -> (N, 3, 256, 256) float32. Returns task -> (N, classes) probabilities."""
+    def classify(self, batches, timer=None):
+        """``batches``: crop kind -> (N, 3, 256, 256) float32. Returns task -> (N, classes) probabilities.
+        ``timer`` (util.timing.StageTimer), when given, gets one "classify <file>" lap per model."""
         scores = {}
         for model in self.models:
             for task, values in model.run(batches[model.spec.crop]).items():
                 if task in self.tasks:
                     scores[task] = values
+            if timer:
+                timer.lap(f"classify {model.spec.file}")
         return scores
 
     def model_info(self):

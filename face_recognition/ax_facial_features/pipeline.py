@@ -7,7 +7,6 @@ Stages: detect + mesh (the facemesh sibling) -> crops -> classify. Each face is 
     faces = analyser.process(image_bgr)         # image_bgr: HxWx3 uint8, OpenCV (BGR) channel order
     faces[0].results["eyelids"].label           # "double" or "single"
 """
-import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -18,6 +17,7 @@ from face_recognition.ax_facial_features.constants import (
     CLASS_NAMES, DEFAULT_FACIAL_HAIR_THRESHOLD, FACE, MULTI_LABEL_TASKS, TASK_CROP, TASKS)
 from face_recognition.ax_facial_features.crops import make_crop, preprocess
 from util.errors import InputError
+from util.timing import StageTimer
 
 
 @dataclass
@@ -56,22 +56,6 @@ def make_task_result(task, probabilities, threshold=DEFAULT_FACIAL_HAIR_THRESHOL
     return TaskResult(task=task, probs=probs, labels=labels)
 
 
-class StageTimer:
-    """Milliseconds spent per stage over the last call (for --benchmark and scripts/benchmark.py)."""
-
-    def __init__(self):
-        self.last = {}
-
-    def start(self):
-        self.last = {}
-        self._t = time.perf_counter()
-
-    def lap(self, stage):
-        now = time.perf_counter()
-        self.last[stage] = self.last.get(stage, 0.0) + (now - self._t) * 1e3
-        self._t = now
-
-
 class FacialFeatures:
     """Finds every face, fits the mesh, cuts the crops and classifies the requested tasks."""
 
@@ -103,7 +87,8 @@ class FacialFeatures:
             return faces
         batches = {kind: preprocess([face.crops[kind].image for face in faces])
                    for kind in self.classifiers.crop_kinds}
-        scores = self.classifiers.classify(batches)
+        self.timer.lap("preprocess")
+        scores = self.classifiers.classify(batches, self.timer)
         for task in self.tasks:
             for face, probabilities in zip(faces, scores[task]):
                 face.results[task] = make_task_result(task, probabilities, self.facial_hair_threshold)
@@ -111,18 +96,17 @@ class FacialFeatures:
 
     def process(self, image_bgr):
         """BGR uint8 HxWx3 image -> list of FaceFeatures, highest detection score first."""
-        return self.analyse(image_bgr, self.face_mesh.process)
+        return self.analyse(image_bgr, lambda image: self.face_mesh.process(image, self.timer))
 
     def analyse(self, image_bgr, find_faces):
-        """The stages after ``find_faces(image) -> list[Face]`` (detection + mesh, or tracking in video)."""
+        """The stages after ``find_faces(image) -> list[Face]`` (detection + mesh, or tracking in video).
+        ``self.timer.last`` then holds each stage's milliseconds."""
         image_bgr = _checked_image(image_bgr)
         self.timer.start()
         faces = [FaceFeatures(mesh=face) for face in find_faces(image_bgr)]
-        self.timer.lap("detect+mesh")
         self.cut_crops(image_bgr, faces)
         self.timer.lap("crops")
         self.classify(faces)
-        self.timer.lap("classify")
         return faces
 
     def model_info(self):
@@ -156,9 +140,14 @@ class VideoAnalyser:
         self._smoothed = {}  # (track id, task) -> probability vector
 
     def process(self, frame_bgr):
-        faces = self.analyser.analyse(frame_bgr, self.tracker.process)
+        faces = self.analyser.analyse(frame_bgr, self._track)
         if self.smoothing:
             self._smooth(faces)
+        return faces
+
+    def _track(self, frame_bgr):
+        faces = self.tracker.process(frame_bgr)
+        self.analyser.timer.lap("track+mesh")
         return faces
 
     def _smooth(self, faces):
