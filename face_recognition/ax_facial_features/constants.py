@@ -12,6 +12,19 @@ EYE_BAND = "eye_band"
 CROP_SCALE = {FACE: 1.8, EYE_BAND: 1.0}
 CROP_DOWN_FACTOR = {FACE: 1.0, EYE_BAND: 0.33}
 
+# Per-eye crop (hybrid eyelids): a square around one eye, side = PER_EYE_SIDE x the distance between the eye centres,
+# centred PER_EYE_UP x that distance above the eye centre so that the lid crease and the brow are inside.
+SUBJECT_LEFT = "left"
+SUBJECT_RIGHT = "right"
+PER_EYE_SIDE = 0.9
+PER_EYE_UP = 0.08
+
+# Landmarks for geometric quality signals: eye corners (outer, inner) and lids (upper, lower) of each eye.
+EYE_CORNERS = {SUBJECT_RIGHT: (33, 133), SUBJECT_LEFT: (263, 362)}
+EYE_LIDS = {SUBJECT_RIGHT: (159, 145), SUBJECT_LEFT: (386, 374)}
+NOSE_TIP = 1
+FACE_SIDES = (234, 454)  # image-left and image-right edges of the face oval
+
 CLASSIFIER_INPUT_SIZE = 256
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

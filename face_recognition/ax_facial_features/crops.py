@@ -14,7 +14,7 @@ import numpy as np
 
 from face_recognition.ax_facial_features.constants import (
     CLASSIFIER_INPUT_SIZE, CROP_DOWN_FACTOR, CROP_SCALE, IMAGENET_MEAN, IMAGENET_STD, LEFT_EYE_CONTOUR,
-    MOUTH_INNER_CONTOUR, RIGHT_EYE_CONTOUR)
+    MOUTH_INNER_CONTOUR, PER_EYE_SIDE, PER_EYE_UP, RIGHT_EYE_CONTOUR, SUBJECT_LEFT, SUBJECT_RIGHT)
 from util.errors import InputError
 
 _MEAN = np.array(IMAGENET_MEAN, dtype=np.float32).reshape(1, 3, 1, 1)
@@ -90,6 +90,37 @@ def make_crop(image_bgr, landmarks, kind, size=CLASSIFIER_INPUT_SIZE):
     native = warp_corners(image_bgr, corners)
     resized = cv2.resize(native, (size, size))
     return Crop(kind=kind, image=resized, corners=corners.astype(np.float32),
+                source_size=(native.shape[1], native.shape[0]))
+
+
+def eye_crop_corners(landmarks, eye):
+    """Corners (4, 2) of the square crop around the subject's ``eye`` ("left" or "right"), upright with the face.
+
+    The subject's left eye (image-right) is returned MIRRORED (its corners' left and right swapped), so that both
+    eyes reach a per-eye model in one canonical orientation: that of the subject's right eye (image-left).
+    """
+    left_eye, right_eye, _ = anchor_points(landmarks)
+    eye_vector = left_eye - right_eye
+    distance = np.linalg.norm(eye_vector)
+    if distance < 1e-6:
+        raise InputError("degenerate landmarks: both eyes at the same point")
+    right = eye_vector * PER_EYE_SIDE / 2
+    down = np.array([-right[1], right[0]])
+    centre = (left_eye if eye == SUBJECT_LEFT else right_eye) - down / np.linalg.norm(down) * distance * PER_EYE_UP
+    top_left, top_right = centre - right - down, centre + right - down
+    bottom_left, bottom_right = centre - right + down, centre + right + down
+    if eye == SUBJECT_LEFT:
+        return np.stack([top_right, top_left, bottom_right, bottom_left])
+    if eye != SUBJECT_RIGHT:
+        raise ValueError(f"eye must be '{SUBJECT_LEFT}' or '{SUBJECT_RIGHT}', got {eye!r}")
+    return np.stack([top_left, top_right, bottom_left, bottom_right])
+
+
+def make_eye_crop(image_bgr, landmarks, eye, size=CLASSIFIER_INPUT_SIZE):
+    """The per-eye crop of the subject's ``eye`` (the left one mirrored), resized to ``size`` RGB."""
+    corners = eye_crop_corners(landmarks, eye)
+    native = warp_corners(image_bgr, corners)
+    return Crop(kind=f"eye_{eye}", image=cv2.resize(native, (size, size)), corners=corners.astype(np.float32),
                 source_size=(native.shape[1], native.shape[0]))
 
 
