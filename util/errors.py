@@ -1,7 +1,8 @@
 """The project's documented error types.
 
-Every failure a user can cause (bad input path, unreadable image, missing or corrupted model file) is raised as an
-``AxError`` subclass; scripts catch ``AxError`` and print its message as one line, never a traceback.
+Every failure a user can cause (bad input path, unreadable image, missing or corrupted model file, output that
+cannot be written) is raised as an ``AxError`` subclass; scripts catch ``AxError`` and print its message as one
+line, never a traceback.
 """
 
 
@@ -15,3 +16,7 @@ class InputError(AxError):
 
 class ModelError(AxError):
     """A model file is missing, corrupted or cannot be loaded."""
+
+
+class OutputError(AxError):
+    """An output file (image, JSON, JSONL, video) cannot be written (folder not writable, disk full)."""

@@ -3,12 +3,15 @@
 Writers (OpenCV, json, onnx) write to ``<stem>.tmp<ext>`` in the destination folder, and the file is renamed to its
 final name only once complete: an interrupted run never leaves a half-written file under a final name and never
 replaces a good earlier output with a broken one. The temporary name keeps the real extension because OpenCV picks
-the encoder from it.
+the encoder from it. A file system failure (folder not writable, disk full) is an ``OutputError`` naming the file
+(``output_error``).
 """
 import contextlib
 import hashlib
 import json
 import os
+
+from util.errors import OutputError
 
 
 def temporary_path_for(path):
@@ -18,24 +21,52 @@ def temporary_path_for(path):
 
 
 @contextlib.contextmanager
+def output_error(path):
+    """OSError while writing ``path`` -> OutputError naming it."""
+    try:
+        yield
+    except OSError as e:
+        raise OutputError(f"{path}: cannot be written ({e.strerror or e})") from None
+
+
+class PendingOutput:
+    """An output being written under its temporary name: ``commit`` gives it its final name, ``discard`` deletes
+    it. For writers that stay open across many calls (video, JSONL); one-shot writers use ``atomic_output``."""
+
+    def __init__(self, path):
+        self.path = path
+        self.tmp_path = temporary_path_for(path)
+        folder = os.path.dirname(self.tmp_path)
+        if os.path.exists(folder) and not os.path.isdir(folder):
+            raise OutputError(f"{path}: cannot be written ({folder} is a file, not a folder)")
+        with output_error(path):
+            os.makedirs(folder, exist_ok=True)
+
+    def commit(self):
+        if not os.path.exists(self.tmp_path):
+            raise OutputError(f"{self.path}: nothing was written")
+        with output_error(self.path):
+            os.replace(self.tmp_path, self.path)
+
+    def discard(self):
+        with contextlib.suppress(OSError):
+            os.remove(self.tmp_path)
+
+
+@contextlib.contextmanager
 def atomic_output(path):
     """Yield a temporary path; on success rename it to ``path``, on any exception delete it."""
-    tmp_path = temporary_path_for(path)
-    folder = os.path.dirname(tmp_path)
-    os.makedirs(folder, exist_ok=True)
+    pending = PendingOutput(path)
     try:
-        yield tmp_path
-        if not os.path.exists(tmp_path):
-            raise OSError(f"nothing was written to {path}")
-        os.replace(tmp_path, path)
+        yield pending.tmp_path
+        pending.commit()
     except BaseException:
-        with contextlib.suppress(OSError):
-            os.remove(tmp_path)
+        pending.discard()
         raise
 
 
 def write_json_atomic(path, data):
-    with atomic_output(path) as tmp_path:
+    with output_error(path), atomic_output(path) as tmp_path:
         with open(tmp_path, "w", encoding="utf-8") as f:
             json.dump(data, f, indent=2, ensure_ascii=False)
             f.write("\n")

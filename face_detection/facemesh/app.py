@@ -34,7 +34,7 @@ def run_guarded(args, build_job):
 
 def make_job(face_mesh, video=False, redetect_interval=10):
     def report(name, faces):
-        logger.info("%s: %d face(s)", name, len(faces))
+        logger.info("%s: %s", name, f"{len(faces)} face(s)" if faces else "no face")
 
     analyse = FaceTracker(face_mesh, redetect_interval).process if video else face_mesh.process
     return ModelJob(analyse=analyse,

@@ -6,14 +6,17 @@ The ONNX files sit next to this module (or in ``model_dir``). They are produced 
 
 Input normalisation is NOT folded into the graphs: the detectors expect RGB in [-1, 1], the mesh RGB in [0, 1].
 """
+import logging
 import os
 from dataclasses import dataclass
 
 import onnx
 
-from util.errors import InputError, ModelError
-from util.file_utils import atomic_output
+from util.errors import InputError, ModelError, OutputError
+from util.file_utils import atomic_output, output_error
 from util.tflite_to_onnx import OutputSpec, convert_tflite_file
+
+logger = logging.getLogger(__name__)
 
 MODEL_DIR = os.path.dirname(os.path.abspath(__file__))
 
@@ -27,6 +30,7 @@ class MediapipeModel:
     outputs: tuple
     dynamic_batch: bool
     input_range: tuple  # (min, max) of the RGB input the model expects
+    input_size: int  # the input is (N, 3, input_size, input_size)
 
     @property
     def output_names(self):
@@ -43,14 +47,14 @@ _DETECTOR_OUTPUTS = (OutputSpec("regressors"), OutputSpec("classificators"))
 
 DETECTOR_MODELS = {
     "short": MediapipeModel("face_detection_short_range.onnx", "face_detection/face_detection_short_range.tflite",
-                            _DETECTOR_OUTPUTS, dynamic_batch=False, input_range=(-1.0, 1.0)),
+                            _DETECTOR_OUTPUTS, dynamic_batch=False, input_range=(-1.0, 1.0), input_size=128),
     "full": MediapipeModel("face_detection_full_range.onnx", "face_detection/face_detection_full_range_sparse.tflite",
-                           _DETECTOR_OUTPUTS, dynamic_batch=False, input_range=(-1.0, 1.0)),
+                           _DETECTOR_OUTPUTS, dynamic_batch=False, input_range=(-1.0, 1.0), input_size=192),
 }
 LANDMARK_MODEL = MediapipeModel(
     "face_landmark.onnx", "face_landmark/face_landmark.tflite",
     (OutputSpec("landmarks", flatten=True), OutputSpec("presence", flatten=True)),
-    dynamic_batch=True, input_range=(0.0, 1.0))
+    dynamic_batch=True, input_range=(0.0, 1.0), input_size=192)
 
 ALL_MODELS = (DETECTOR_MODELS["short"], DETECTOR_MODELS["full"], LANDMARK_MODEL)
 
@@ -82,13 +86,24 @@ def convert_model(model, model_dir=None):
                                 doc_string=model.describe(),
                                 metadata={"input_range": f"{model.input_range[0]:g},{model.input_range[1]:g}"})
     path = model_path(model, model_dir)
-    with atomic_output(path) as tmp_path:  # `<stem>.tmp.onnx`: never a half-written model under the final name
-        onnx.save(proto, tmp_path)
+    try:
+        # `<stem>.tmp.onnx`: never a half-written model under the final name
+        with output_error(path), atomic_output(path) as tmp_path:
+            onnx.save(proto, tmp_path)
+    except OutputError as e:
+        raise ModelError(f"{e}; choose a writable folder with --model_dir, or run "
+                         "scripts/convert_mediapipe_models.py where it can write") from None
     return path
 
 
+def _input_dims(proto):
+    dims = proto.graph.input[0].type.tensor_type.shape.dim
+    return [d.dim_value if d.HasField("dim_value") else None for d in dims]
+
+
 def is_valid_model(path, model):
-    """True when ``path`` loads, passes the ONNX checker and has the expected input/output names."""
+    """True when ``path`` loads, passes the ONNX checker and has the expected input/output names and input size
+    (a file of the other detector variant is not valid)."""
     try:
         proto = onnx.load(path)
         onnx.checker.check_model(proto)
@@ -96,13 +111,22 @@ def is_valid_model(path, model):
         return False
     inputs = [i.name for i in proto.graph.input]
     outputs = [o.name for o in proto.graph.output]
-    return inputs == ["input"] and outputs == model.output_names
+    size = model.input_size
+    return inputs == ["input"] and outputs == model.output_names and _input_dims(proto)[1:] == [3, size, size]
 
 
 def ensure_model(model, model_dir=None):
     path = model_path(model, model_dir)
     if not is_valid_model(path, model):
+        if os.path.exists(path):
+            logger.warning("%s is not a valid %s model (truncated or corrupted?); rebuilding it from mediapipe",
+                           path, model.onnx_name)
+        else:
+            logger.info("converting %s from the installed mediapipe package", model.onnx_name)
         convert_model(model, model_dir)
+        if not is_valid_model(path, model):
+            raise ModelError(f"{path}: the converted model is invalid; reinstall mediapipe==0.10.21 and run "
+                             "scripts/convert_mediapipe_models.py")
     return path
 
 

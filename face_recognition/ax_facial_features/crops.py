@@ -16,6 +16,7 @@ from face_recognition.ax_facial_features.constants import (
     CLASSIFIER_INPUT_SIZE, CROP_DOWN_FACTOR, CROP_SCALE, IMAGENET_MEAN, IMAGENET_STD, LEFT_EYE_CONTOUR,
     MOUTH_INNER_CONTOUR, PER_EYE_SIDE, PER_EYE_UP, RIGHT_EYE_CONTOUR, SUBJECT_LEFT, SUBJECT_RIGHT)
 from util.errors import InputError
+from util.image_utils import MAX_IMAGE_PIXELS
 
 _MEAN = np.array(IMAGENET_MEAN, dtype=np.float32).reshape(1, 3, 1, 1)
 _STD = np.array(IMAGENET_STD, dtype=np.float32).reshape(1, 3, 1, 1)
@@ -70,11 +71,21 @@ def crop_corners(landmarks, kind):
                      eye_midpoint + scale * (right + down)])
 
 
+# A crop this many times larger than the image's long side is no face of it: the landmarks are wrong. Whatever the
+# image, a crop is warped at native size only up to the project's image size limit (memory).
+MAX_CROP_TO_IMAGE = 8
+
+
 def warp_corners(image_bgr, corners):
     """Cut the rotated quadrilateral at its native size (Lanczos), as RGB uint8."""
     top_left, top_right, bottom_left = corners[0], corners[1], corners[2]
-    width = int(round(np.linalg.norm(top_right - top_left)))
-    height = int(round(np.linalg.norm(bottom_left - top_left)))
+    width_px, height_px = np.linalg.norm(top_right - top_left), np.linalg.norm(bottom_left - top_left)
+    too_large = max(width_px, height_px) > MAX_CROP_TO_IMAGE * max(image_bgr.shape[:2]) \
+        or width_px * height_px > MAX_IMAGE_PIXELS
+    if not np.isfinite(width_px * height_px) or too_large:
+        raise InputError(f"crop of {width_px:.3g}x{height_px:.3g} px for a {image_bgr.shape[1]}x{image_bgr.shape[0]} "
+                         "image: the landmarks do not describe a face in it")
+    width, height = int(round(width_px)), int(round(height_px))
     if width < 1 or height < 1:
         raise InputError(f"degenerate crop ({width}x{height} px): the landmarks do not span a face")
     source = np.float32([top_left, top_right, bottom_left])
