@@ -179,3 +179,13 @@ def test_cli_missing_input_fails_with_one_line(tmp_path, contract_manifest):
 def test_cli_env_list_without_ailia_licence_says_why():
     result = run_cli("--env_list")
     assert result.returncode == 0 and ("env_id" in result.stdout or "unavailable" in result.stdout)
+
+
+def test_cli_empty_folder_beside_a_good_image_is_one_failure(tmp_path, astronaut_bgr, contract_manifest):
+    good = str(tmp_path / "good.png")
+    write_image(good, astronaut_bgr)
+    (tmp_path / "empty").mkdir()
+    result = run_cli("-i", str(tmp_path / "empty"), good, "-s", str(tmp_path / "out/"), "--manifest",
+                     contract_manifest)
+    assert result.returncode == 1 and "empty: folder contains no images" in result.stderr
+    assert os.listdir(tmp_path / "out") == ["good_res.png"]

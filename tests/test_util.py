@@ -49,6 +49,16 @@ def test_folder_without_images_is_an_input_error(tmp_path):
         expand_inputs([str(tmp_path)])
 
 
+def test_empty_folder_beside_other_inputs_stays_as_a_failing_item(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (tmp_path / "._a.jpg").write_bytes(b"macOS resource fork")  # hidden: not an image
+    (tmp_path / "a.jpg").write_bytes(b"x")
+    assert expand_inputs([str(empty), str(tmp_path)]) == [str(empty), str(tmp_path / "a.jpg")]
+    with pytest.raises(InputError, match="folder contains no images"):
+        imread(str(empty))
+
+
 def test_parser_has_the_collection_flags(monkeypatch):
     monkeypatch.delenv("DISPLAY", raising=False)
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)

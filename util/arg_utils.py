@@ -46,18 +46,26 @@ def has_display():
     return True
 
 
+def folder_images(path):
+    """The images of a folder, sorted (hidden files such as macOS '._x.jpg' resource forks are not images)."""
+    return sorted(os.path.join(path, name) for name in os.listdir(path)
+                  if is_image_path(name) and not name.startswith(".") and os.path.isfile(os.path.join(path, name)))
+
+
 def expand_inputs(paths):
-    """Files stay as given (a missing one is reported when read); folders become their sorted images."""
+    """Files stay as given (a missing one is reported when read); folders become their sorted images.
+
+    A folder without images stays in the list (it is reported as a failed input while the others run), unless
+    nothing at all is left to process.
+    """
     expanded = []
     for path in paths:
         if os.path.isdir(path):
-            images = sorted(os.path.join(path, name) for name in os.listdir(path)
-                            if is_image_path(name) and os.path.isfile(os.path.join(path, name)))
-            if not images:
-                raise InputError(f"{path}: folder contains no images")
-            expanded.extend(images)
+            expanded.extend(folder_images(path) or [path])
         else:
             expanded.append(path)
+    if all(os.path.isdir(path) for path in expanded):
+        raise InputError(f"{expanded[0]}: folder contains no images")
     return expanded
 
 

@@ -147,7 +147,9 @@ def try_create_ailia(model_path, env_id=-1, prototxt_path=None):
     except BaseException as e:  # ailia raises TypeError offline without a licence, AiliaError otherwise
         if isinstance(e, KeyboardInterrupt):
             raise
-        _mark_ailia_failed(f"ailia.Net failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}".strip())
+        logger.debug("ailia.Net failed: %s: %s", type(e).__name__, e)
+        _mark_ailia_failed("the ailia SDK could not create a network (no valid licence, or it cannot be verified "
+                           f"offline; {type(e).__name__})")
         return None
 
 

@@ -54,7 +54,7 @@ def _read_bytes(path):
     if not os.path.exists(path):
         raise InputError(f"{path}: no such file or folder")
     if os.path.isdir(path):
-        raise InputError(f"{path}: is a folder, not an image")
+        raise InputError(f"{path}: folder contains no images")
     if not os.path.isfile(path):  # FIFO, device: reading could block or never end
         raise InputError(f"{path}: not a regular file")
     size = os.path.getsize(path)

@@ -269,8 +269,12 @@ def _read_frames(capture, video, analyse_frame, render, outputs, progress, show,
                 return render(frame, result, mirrored)
             return np.ascontiguousarray(frame[:, ::-1]) if mirrored else frame
 
-        outputs.write(rendered(False) if outputs.wants_video else None, record)
-        progress.frames += 1
+        image = rendered(False) if outputs.wants_video else None
+        with InterruptsDeferred() as interrupt:  # a frame and its JSONL line are written together or not at all
+            outputs.write(image, record)
+            progress.frames += 1
+        if interrupt.received:
+            raise KeyboardInterrupt
         bar.update(1)
         if show and _show_frame(rendered(mirror)):
             progress.stopped_by_user = True

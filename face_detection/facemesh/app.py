@@ -21,12 +21,21 @@ def add_face_finding_flags(parser):
 
 
 def run_guarded(args, build_job):
-    """--env_list, or build the job (models load here) and run it; AxError -> one line, exit code 2."""
+    """--env_list, or build the job (models load here) and run it; AxError -> one line, exit code 2;
+    Ctrl-C while the models load -> exit code 130 without a traceback."""
     if args.env_list:
         print("\n".join(describe_ailia_environments()))
         return 0
     try:
-        return run_job(build_job(), args)
+        job = build_job()
+    except AxError as e:
+        logger.error("%s", e)
+        return 2
+    except KeyboardInterrupt:
+        logger.warning("interrupted while loading the models")
+        return 130
+    try:
+        return run_job(job, args)
     except AxError as e:
         logger.error("%s", e)
         return 2
