@@ -1,0 +1,43 @@
+"""Install a trained ONNX classifier as one of the plugin's own models: copy it beside the plugin's manifest and
+write its manifest entry (file, sha256, crop, which output serves which task, source)."""
+import json
+import os
+import shutil
+
+import onnx
+
+from face_recognition.ax_facial_features.classifiers import DEFAULT_MANIFEST
+from face_recognition.ax_facial_features.constants import EYE_BAND, EYELASHES, EYELIDS, FACE, FACIAL_HAIR
+from util.errors import ModelError
+from util.file_utils import atomic_output, sha256_of_file, write_json_atomic
+
+# What each task group's network takes and gives (scripts/training/export.py names the outputs after the tasks).
+GROUP_CONTRACT = {
+    "eyes": {"crop": EYE_BAND, "outputs": {EYELIDS: "softmax", EYELASHES: "softmax"}},
+    "facial_hair": {"crop": FACE, "outputs": {FACIAL_HAIR: "none"}},  # sigmoid inside the model
+}
+
+
+def install_model(onnx_path, group, file_name, source, manifest_path=DEFAULT_MANIFEST):
+    """Copy ``onnx_path`` to ``<manifest folder>/<file_name>`` and replace the own-set entry serving ``group``."""
+    contract = GROUP_CONTRACT[group]
+    model = onnx.load(onnx_path)
+    onnx.checker.check_model(model)
+    outputs = [o.name for o in model.graph.output]
+    missing = [task for task in contract["outputs"] if task not in outputs]
+    if missing:
+        raise ModelError(f"{onnx_path}: has no output named {missing} (outputs: {outputs})")
+    target = os.path.join(os.path.dirname(os.path.abspath(manifest_path)), file_name)
+    with atomic_output(target) as tmp_path:
+        shutil.copyfile(onnx_path, tmp_path)
+    with open(manifest_path, encoding="utf-8") as f:
+        manifest = json.load(f)
+    entry = {"file": file_name, "sha256": sha256_of_file(target), "crop": contract["crop"],
+             "outputs": {task: {"output": task, "activation": activation}
+                         for task, activation in contract["outputs"].items()},
+             "source": source}
+    own = manifest["sets"].setdefault("own", {"models": []})
+    own["models"] = [m for m in own["models"]
+                     if not set(m["outputs"]) & set(contract["outputs"]) and m["file"] != file_name] + [entry]
+    write_json_atomic(manifest_path, manifest)
+    return entry
