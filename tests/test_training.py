@@ -65,6 +65,7 @@ def test_balanced_accuracy_and_cross_entropy_by_hand():
 def test_intervals():
     mean, low, high, _ = metrics.cv_interval([0.8, 0.82, 0.78, 0.81, 0.79], test_fraction=0.2)
     assert mean == pytest.approx(0.8) and low < mean < high
+    assert metrics.cv_interval([0.2, 0.99], 0.5, bounds=(0, 1))[1:3] == (0, 1)  # 1 degree of freedom: very wide
     estimate, low, high = metrics.bootstrap_interval(lambda a: float(np.mean(a)), [np.r_[np.zeros(50), np.ones(50)]])
     assert estimate == 0.5 and 0.35 < low < 0.5 < high < 0.65
     assert metrics.json_ready({"a": float("nan"), "b": [np.float32(1.5)]}) == {"a": None, "b": [1.5]}
@@ -193,8 +194,8 @@ def test_crop_cache_records_missed_faces(tmp_path):
     assert cache.crops(EYE_BAND).shape == (2, 256, 256, 3)
     assert cache.crops(FACE)[0].max() == 0 and cache.crops(FACE)[1][128, 128].tolist() == [200, 200, 200]
     assert np.allclose(cache.landmarks[1], landmarks)
-    # Reopened from disk, without detecting again.
-    assert open_crop_cache(str(images), ["face.png", "empty.png"], str(tmp_path / "cache"), detector=None).path \
+    # Reopened from disk: same detector and crops, same cache.
+    assert open_crop_cache(str(images), ["empty.png", "face.png"], str(tmp_path / "cache"), detector).path \
         == cache.path
 
 

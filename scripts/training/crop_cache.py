@@ -6,8 +6,9 @@ plugin's own ``make_crop``. Images without a detected face are recorded in ``met
 
 Layout (``.npy`` so the crops can be memory-mapped): ``<cache_root>/crops/<key>/`` with ``meta.json``,
 ``landmarks.npy`` (N, 468, 3) float32 (NaN rows for missed faces), ``eye_band.npy`` and ``face.npy``
-(N, 256, 256, 3) uint8 (zeros for missed faces). ``key`` hashes the image folder, the image names and the source of
-the crop / Face Mesh code, so a change of the crop geometry builds a new cache instead of reusing stale crops.
+(N, 256, 256, 3) uint8 (zeros for missed faces). ``key`` hashes the image folder, the image names and what the
+detector and ``make_crop`` produce on a probe image, so a change of the crop geometry or of Face Mesh builds a new
+cache instead of reusing stale crops (and the older cache of the same images is deleted).
 """
 import hashlib
 import json
@@ -18,10 +19,10 @@ import time
 
 import numpy as np
 
-from face_recognition.ax_facial_features import constants, crops
+from face_recognition.ax_facial_features import crops
 from face_recognition.ax_facial_features.constants import CLASSIFIER_INPUT_SIZE, EYE_BAND, FACE
 from util.file_utils import write_json_atomic
-from util.image_utils import imread
+from util.image_utils import imread, load_sample_portrait
 
 logger = logging.getLogger(__name__)
 
@@ -31,18 +32,17 @@ CROP_KINDS = (EYE_BAND, FACE)
 NUM_LANDMARKS = 468
 
 
-def code_fingerprint():
-    """Hash of the source files that decide the crops: geometry, constants and the Face Mesh pipeline."""
+def pipeline_fingerprint(detector, kinds=CROP_KINDS):
+    """Hash of what detection + cropping produce on a fixed probe (the sample portrait): landmarks rounded to
+    0.01 px and the crop pixels. A change of geometry or of Face Mesh builds a new cache; an unrelated edit of
+    the plugin's source does not."""
+    image = load_sample_portrait()
     digest = hashlib.sha256()
-    paths = [crops.__file__, constants.__file__]
-    try:
-        from face_detection.facemesh import pipeline
-        paths.append(pipeline.__file__)
-    except ImportError:  # a custom detector is in use (tests)
-        pass
-    for path in paths:
-        with open(path, "rb") as f:
-            digest.update(f.read())
+    for landmarks in detector(image):
+        landmarks = np.asarray(landmarks, dtype=np.float64)[:NUM_LANDMARKS, :3]
+        digest.update(np.round(landmarks, 2).tobytes())
+        for kind in kinds:
+            digest.update(crops.make_crop(image, landmarks, kind).image.tobytes())
     return digest.hexdigest()[:12]
 
 
@@ -92,16 +92,15 @@ class CropCache:
         return os.path.join(self.images_dir, self.names[row])
 
 
-def cache_key(images_dir, names):
+def cache_key(images_dir, names, detector):
     digest = hashlib.sha256(os.path.abspath(images_dir).encode())
     for name in sorted(names):
         digest.update(name.encode() + b"\0")
-    return f"{digest.hexdigest()[:12]}-{code_fingerprint()}"
+    return f"{digest.hexdigest()[:12]}-{pipeline_fingerprint(detector)}"
 
 
-def build_crop_cache(images_dir, names, path, detector=None, kinds=CROP_KINDS):
+def build_crop_cache(images_dir, names, path, detector, kinds=CROP_KINDS):
     """Detect, select the labelled face and crop every image; written to a temporary folder then renamed."""
-    detector = detector or facemesh_detector()
     names = sorted(set(names))
     tmp = path + ".tmp"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -129,7 +128,7 @@ def build_crop_cache(images_dir, names, path, detector=None, kinds=CROP_KINDS):
     np.save(os.path.join(tmp, "landmarks.npy"), landmarks)
     write_json_atomic(os.path.join(tmp, "meta.json"), {
         "images_dir": os.path.abspath(images_dir), "names": names, "kinds": list(kinds), "missed": missed,
-        "fingerprint": code_fingerprint(), "seconds": round(time.time() - started, 1)})
+        "fingerprint": os.path.basename(path).split("-")[-1], "seconds": round(time.time() - started, 1)})
     shutil.rmtree(path, ignore_errors=True)
     os.replace(tmp, path)
     logger.info("crop cache: %d images, %d without a face -> %s", len(names), len(missed), path)
@@ -137,11 +136,25 @@ def build_crop_cache(images_dir, names, path, detector=None, kinds=CROP_KINDS):
 
 
 def open_crop_cache(images_dir, names, cache_root=DEFAULT_CACHE_ROOT, detector=None):
-    """The cache of ``names`` in ``images_dir``, built on first use (or after the crop code changed)."""
-    path = os.path.join(cache_root, "crops", cache_key(images_dir, names))
+    """The cache of ``names`` in ``images_dir``, built on first use (or when the crops would differ).
+    ``detector``: ``image_bgr -> list of (468, 3) landmarks`` (default: the plugin's Face Mesh)."""
+    detector = detector or facemesh_detector()
+    key = cache_key(images_dir, names, detector)
+    path = os.path.join(cache_root, "crops", key)
     if os.path.isfile(os.path.join(path, "meta.json")):
         return CropCache(path)
-    return build_crop_cache(images_dir, names, path, detector)
+    cache = build_crop_cache(images_dir, names, path, detector)
+    _remove_stale_caches(os.path.dirname(path), key)
+    return cache
+
+
+def _remove_stale_caches(folder, key):
+    """Delete caches of the same images made by older crop code (each is ~2 GB for 4808 images)."""
+    images_part = key.split("-")[0]
+    for name in os.listdir(folder):
+        if name.startswith(images_part + "-") and name != key:
+            logger.info("removing stale crop cache %s", name)
+            shutil.rmtree(os.path.join(folder, name), ignore_errors=True)
 
 
 def open_tables_cache(tables, cache_root=DEFAULT_CACHE_ROOT, detector=None):

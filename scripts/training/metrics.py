@@ -133,10 +133,14 @@ def bootstrap_interval(metric, arrays, n_resamples=1000, level=0.95, seed=0):
     return float(metric(*arrays)), float(low), float(high)
 
 
-def cv_interval(fold_scores, test_fraction, level=0.95):
+# Metrics that are not confined to [0, 1] (intervals of the others are clipped to it).
+UNBOUNDED = ("cross_entropy", "bce")
+
+
+def cv_interval(fold_scores, test_fraction, level=0.95, bounds=(-math.inf, math.inf)):
     """Mean and interval of repeated k-fold scores with the Nadeau-Bengio corrected variance
     (1/J + n_test/n_train) * s^2: folds share training data, so the naive s^2/J interval is too narrow.
-    Returns (mean, low, high, std)."""
+    The interval is clipped to ``bounds``. Returns (mean, low, high, std)."""
     from scipy import stats
 
     scores = np.asarray([s for s in fold_scores if s is not None and np.isfinite(s)], dtype=np.float64)
@@ -146,7 +150,7 @@ def cv_interval(fold_scores, test_fraction, level=0.95):
     mean, std = float(scores.mean()), float(scores.std(ddof=1)) if j > 1 else 0.0
     corrected = math.sqrt((1 / j + test_fraction / (1 - test_fraction)) * std ** 2)
     half = float(stats.t.ppf(0.5 + level / 2, max(j - 1, 1))) * corrected
-    return mean, mean - half, mean + half, std
+    return mean, max(mean - half, bounds[0]), min(mean + half, bounds[1]), std
 
 
 def json_ready(value):

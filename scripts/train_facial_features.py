@@ -1,0 +1,234 @@
+#!/usr/bin/env python3
+"""Training toolkit CLI for the ax Facial Features classifiers (library: scripts/training/, guide: its README.md).
+
+    python3 scripts/train_facial_features.py cache                      # Face Mesh + crops once per image
+    python3 scripts/train_facial_features.py select                     # frozen-feature CV: backbone x head
+    python3 scripts/train_facial_features.py finetune --group eyes      # CV estimate, then final model + ONNX
+    python3 scripts/train_facial_features.py export --checkpoint RUN/model.pt --output eyes.onnx
+
+Data: ``--dataset DIR`` holding images/ plus labels_eyes.csv and/or labels_facial_hair.csv (or explicit paths).
+Holdout folders are refused. Outputs go under .cache/ (ignored by git).
+"""
+import argparse
+import logging
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import torch  # noqa: E402
+
+from scripts.training import crop_cache, datasets  # noqa: E402
+from scripts.training.backbones import BACKBONES, HEADS  # noqa: E402
+from scripts.training.trainer import BALANCE_MODES, TrainConfig  # noqa: E402
+from util.errors import AxError  # noqa: E402
+
+REPO_ROOT = crop_cache.REPO_ROOT
+DEFAULT_DATASET = os.path.join(os.path.dirname(REPO_ROOT), "shared", "datasets", "fairface-facial-features")
+DEFAULT_RUNS = os.path.join(REPO_ROOT, ".cache", "training_runs")
+logger = logging.getLogger("train_facial_features")
+
+
+def add_data_arguments(parser):
+    parser.add_argument("--dataset", default=DEFAULT_DATASET, help="folder with images/ and the label CSVs")
+    parser.add_argument("--images", default=None, help="image folder (default: DATASET/images)")
+    parser.add_argument("--eyes-csv", default=None, help="eye labels (default: DATASET/labels_eyes.csv)")
+    parser.add_argument("--facial-hair-csv", default=None, help="facial hair labels (default: "
+                                                                "DATASET/labels_facial_hair.csv)")
+    parser.add_argument("--hybrid", choices=datasets.HYBRID_POLICIES, default="exclude",
+                        help="faces with one double and one single eyelid: excluded, or a [0.5, 0.5] target")
+    parser.add_argument("--cache-root", default=crop_cache.DEFAULT_CACHE_ROOT, help="crop / feature cache folder")
+    parser.add_argument("--resnet50-weights", default=None, help="ImageNet ResNet50 state dict (torchvision keys)")
+
+
+def add_train_arguments(parser, epochs, lr):
+    parser.add_argument("--epochs", type=int, default=epochs)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--lr", type=float, default=lr)
+    parser.add_argument("--weight-decay", type=float, default=1e-4)
+    parser.add_argument("--balance", choices=BALANCE_MODES, default="weights",
+                        help="class imbalance: weighted loss, balanced sampler, or nothing")
+    parser.add_argument("--class-weight-power", type=float, default=1.0, help="1 balanced, 0.5 tempered")
+    parser.add_argument("--trunk-lr-factor", type=float, default=0.1,
+                        help="learning rate of the trained backbone stages relative to the heads")
+    parser.add_argument("--train-bn", action="store_true", help="update BatchNorm statistics (default: frozen)")
+    parser.add_argument("--seed", type=int, default=0)
+
+
+def train_config(args):
+    return TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
+                       balance=args.balance, class_weight_power=args.class_weight_power,
+                       trunk_lr_factor=args.trunk_lr_factor,
+                       freeze_batchnorm=not args.train_bn, seed=args.seed)
+
+
+def load_tables(args):
+    """{group: table} for every group whose CSV exists (all of them share one crop cache)."""
+    paths = {"eyes": args.eyes_csv, "facial_hair": args.facial_hair_csv}
+    tables = {}
+    for group in datasets.GROUPS:
+        csv_path = paths[group] or os.path.join(args.dataset, datasets.DEFAULT_CSV[group])
+        if os.path.isfile(csv_path):
+            options = {"hybrid": args.hybrid} if group == "eyes" else {}
+            tables[group] = datasets.load_group(group, args.dataset, csv_path, args.images, **options)
+    if not tables:
+        raise AxError(f"no label CSV found in {args.dataset}")
+    return tables
+
+
+def resnet_weights(args):
+    return {"resnet50": args.resnet50_weights} if args.resnet50_weights else {}
+
+
+def command_cache(args):
+    tables = load_tables(args)
+    cache = crop_cache.open_tables_cache(list(tables.values()), args.cache_root)
+    missed = cache.meta["missed"]
+    print(f"crop cache: {cache.path}\n{len(cache.names)} images, {len(missed)} without a detected face")
+    return cache
+
+
+def command_select(args):
+    from scripts.training.selection import compare_heads_on_features, write_report
+
+    if "resnet50" in args.backbones and not args.resnet50_weights:
+        raise AxError("resnet50 needs --resnet50-weights (no ImageNet ResNet50 weights are packaged)")
+    tables = load_tables(args)
+    cache = crop_cache.open_tables_cache(list(tables.values()), args.cache_root)
+    config = train_config(args)
+    results = []
+    for group in args.groups:
+        results += compare_heads_on_features(tables[group], cache, args.backbones, args.heads, config, args.folds,
+                                             args.repeats, args.seed, resnet_weights(args))
+    settings = {"folds": args.folds, "repeats": args.repeats, "train": config.to_dict(), "hybrid": args.hybrid,
+                "missed_faces": len(cache.meta["missed"])}
+    path = write_report(results, args.out, "frozen_selection", settings)
+    with open(path, encoding="utf-8") as f:
+        print(f.read())
+
+
+def command_finetune(args):
+    from scripts.training.finetune import FinetuneSpec, Prepared, cross_validate_finetune, train_final
+    from scripts.training.metrics import json_ready
+    from scripts.training.plots import plot_history
+    from util.file_utils import write_json_atomic
+
+    tables = load_tables(args)
+    cache = crop_cache.open_tables_cache(list(tables.values()), args.cache_root)
+    weights = args.resnet50_weights if args.backbone == "resnet50" else "imagenet"
+    if weights is None:
+        raise AxError("resnet50 needs --resnet50-weights (no ImageNet ResNet50 weights are packaged)")
+    spec = FinetuneSpec(backbone=args.backbone, head=args.head, train_stages=args.train_stages,
+                        augmented_views=args.augmented_views, weights=weights)
+    config = train_config(args)
+    run_dir = os.path.join(args.out, f"{args.group}-{args.backbone}-{args.head}-k{args.train_stages}-"
+                                     f"{time.strftime('%Y%m%d-%H%M%S')}")
+    os.makedirs(run_dir, exist_ok=True)
+    prepared = Prepared(tables[args.group], cache, spec, args.seed)
+    cv_report = None
+    if args.cv_folds:
+        cv_report = cross_validate_finetune(prepared, config, args.cv_folds, args.cv_repeats, args.seed)
+        cv_report["settings"] = {"spec": spec.to_dict(), "train": config.to_dict(), "hybrid": args.hybrid}
+        write_json_atomic(os.path.join(run_dir, "cv_report.json"), json_ready(cv_report))
+        plot_history(cv_report["folds"][0]["history"], os.path.join(run_dir, "cv_fold0_metrics.png"),
+                     f"{args.group} CV fold 0 (val = test fold, logged only)")
+        print_summary(cv_report["summary"])
+    if not args.no_final:
+        paths = train_final(prepared, config, run_dir, args.group, args.val_fraction, args.seed, cv_report)
+        for name, path in paths.items():
+            print(f"{name}: {path}")
+
+
+def print_summary(summary):
+    from scripts.training.metrics import HEADLINE
+
+    for task, metrics in summary.items():
+        m = metrics[HEADLINE[task]]
+        print(f"{task}: {HEADLINE[task]} {m['mean']:.3f} [95% CI {m['low']:.3f}, {m['high']:.3f}]")
+
+
+def command_export(args):
+    from scripts.training.export import export_and_verify
+    from scripts.training.models import load_checkpoint
+
+    model, _ = load_checkpoint(args.checkpoint)
+    report = export_and_verify(model, args.output)
+    print(f"{args.output}: outputs {report['output_names']}, max |onnx - torch| {report['max_abs_diff']}")
+
+
+def command_install(args):
+    from scripts.training.install import install_model
+
+    entry = install_model(args.onnx, args.group, args.name, args.source)
+    print(f"installed {entry['file']} (sha256 {entry['sha256']}) for {', '.join(entry['outputs'])}")
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--threads", type=int, default=os.cpu_count(), help="torch CPU threads")
+    parser.add_argument("--debug", action="store_true")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    cache = commands.add_parser("cache", help="build the crop cache")
+    add_data_arguments(cache)
+    cache.set_defaults(run=command_cache)
+
+    select = commands.add_parser("select", help="frozen-feature model selection (repeated stratified k-fold)")
+    add_data_arguments(select)
+    add_train_arguments(select, epochs=40, lr=1e-3)
+    select.add_argument("--groups", nargs="+", choices=list(datasets.GROUPS), default=list(datasets.GROUPS))
+    select.add_argument("--backbones", nargs="+", choices=list(BACKBONES),
+                        default=["mobilenet_v2", "efficientnet_lite0"])
+    select.add_argument("--heads", nargs="+", choices=HEADS, default=list(HEADS))
+    select.add_argument("--folds", type=int, default=5)
+    select.add_argument("--repeats", type=int, default=3)
+    select.add_argument("--out", default=os.path.join(DEFAULT_RUNS, "selection"))
+    select.set_defaults(run=command_select)
+
+    finetune = commands.add_parser("finetune", help="fine-tune the last backbone stages + heads, then export")
+    add_data_arguments(finetune)
+    add_train_arguments(finetune, epochs=30, lr=1e-3)
+    finetune.add_argument("--group", choices=list(datasets.GROUPS), required=True)
+    finetune.add_argument("--backbone", choices=list(BACKBONES), default="mobilenet_v2")
+    finetune.add_argument("--head", choices=HEADS, default="linear")
+    finetune.add_argument("--train-stages", type=int, default=3,
+                          help="last K backbone stages trained (>= the stage count: full fine-tune, slow)")
+    finetune.add_argument("--augmented-views", type=int, default=6, help="cached augmented views per face")
+    finetune.add_argument("--cv-folds", type=int, default=5, help="0: no CV estimate")
+    finetune.add_argument("--cv-repeats", type=int, default=1)
+    finetune.add_argument("--val-fraction", type=float, default=0.0,
+                          help="final fit: part of the faces kept for validation curves (0: train on all)")
+    finetune.add_argument("--no-final", action="store_true", help="CV estimate only")
+    finetune.add_argument("--out", default=DEFAULT_RUNS)
+    finetune.set_defaults(run=command_finetune)
+
+    export = commands.add_parser("export", help="ONNX export of a checkpoint, checked against torch")
+    export.add_argument("--checkpoint", required=True)
+    export.add_argument("--output", required=True)
+    export.set_defaults(run=command_export)
+    install = commands.add_parser("install", help="copy an exported ONNX into the plugin and update its manifest")
+    install.add_argument("--onnx", required=True)
+    install.add_argument("--group", choices=list(datasets.GROUPS), required=True)
+    install.add_argument("--name", required=True, help="file name in face_recognition/ax_facial_features/")
+    install.add_argument("--source", default="trained with scripts/train_facial_features.py",
+                         help="provenance text for the manifest")
+    install.set_defaults(run=command_install)
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.debug else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    torch.set_num_threads(args.threads)
+    try:
+        args.run(args)
+    except AxError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
