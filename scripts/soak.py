@@ -47,8 +47,10 @@ def face_photos(limit=50):
     paths = sorted(glob.glob(os.path.join(FAIRFACE_IMAGES, "*.jpg")))[:limit]
     if paths:
         return [imread(path) for path in paths]
+    # The astronaut's face box is about 95 px tall at (178-273, 83-178): a 160 px crop around it keeps the face at
+    # about 60 % of the photo, so 30 % of the frame.
     portrait = load_sample_portrait()
-    return [portrait[0:300, 80:380]]
+    return [portrait[50:210, 145:305]]
 
 
 def compose_frame(photo, frame_size, phase):
