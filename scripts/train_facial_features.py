@@ -56,6 +56,11 @@ def add_train_arguments(parser, epochs, lr):
     parser.add_argument("--seed", type=int, default=0)
 
 
+def add_fp16_argument(parser):
+    parser.add_argument("--fp16-weights", action="store_true",
+                        help="store large weights as float16 in the ONNX file (half the size; compute stays float32)")
+
+
 def train_config(args):
     return TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
                        balance=args.balance, class_weight_power=args.class_weight_power,
@@ -135,7 +140,8 @@ def command_finetune(args):
                      f"{args.group} CV fold 0 (val = test fold, logged only)")
         print_summary(cv_report["summary"])
     if not args.no_final:
-        paths = train_final(prepared, config, run_dir, args.group, args.val_fraction, args.seed, cv_report)
+        paths = train_final(prepared, config, run_dir, args.group, args.val_fraction, args.seed, cv_report,
+                            args.fp16_weights)
         for name, path in paths.items():
             print(f"{name}: {path}")
 
@@ -153,7 +159,7 @@ def command_export(args):
     from scripts.training.models import load_checkpoint
 
     model, _ = load_checkpoint(args.checkpoint)
-    report = export_and_verify(model, args.output)
+    report = export_and_verify(model, args.output, args.fp16_weights)
     print(f"{args.output}: outputs {report['output_names']}, max |onnx - torch| {report['max_abs_diff']}")
 
 
@@ -201,11 +207,13 @@ def build_parser():
                           help="final fit: part of the faces kept for validation curves (0: train on all)")
     finetune.add_argument("--no-final", action="store_true", help="CV estimate only")
     finetune.add_argument("--out", default=DEFAULT_RUNS)
+    add_fp16_argument(finetune)
     finetune.set_defaults(run=command_finetune)
 
     export = commands.add_parser("export", help="ONNX export of a checkpoint, checked against torch")
     export.add_argument("--checkpoint", required=True)
     export.add_argument("--output", required=True)
+    add_fp16_argument(export)
     export.set_defaults(run=command_export)
     install = commands.add_parser("install", help="copy an exported ONNX into the plugin and update its manifest")
     install.add_argument("--onnx", required=True)

@@ -305,3 +305,15 @@ def test_onnx_export_matches_torch_with_dynamic_batch(tmp_path, group_tasks):
     if group_tasks == (FACIAL_HAIR,):
         assert 0 <= outputs[0].min() and outputs[0].max() <= 1  # sigmoid inside the model
     assert os.path.getsize(path) < 12e6
+
+
+def test_fp16_weights_export_halves_the_file(tmp_path):
+    from scripts.training.export import TOLERANCE, export_and_verify
+
+    backbone = backbones.build_backbone("mobilenet_v2", weights=None)
+    model = MultiHeadModel(backbone, build_heads((FACIAL_HAIR,), backbone.feature_dim, "linear")).eval()
+    full, half = str(tmp_path / "full.onnx"), str(tmp_path / "half.onnx")
+    export_and_verify(model, full)
+    report = export_and_verify(model, half, fp16_weights=True)  # raises above TOLERANCE[True]
+    assert os.path.getsize(half) < 0.6 * os.path.getsize(full)
+    assert report["non_standard_ops"] == [] and max(report["max_abs_diff"].values()) <= TOLERANCE[True]

@@ -115,7 +115,7 @@ def split_validation(prepared, val_fraction, seed=0):
     return prepared.rows[~mask], prepared.rows[mask]
 
 
-def train_final(prepared, config, run_dir, group, val_fraction=0.0, seed=0, cv_report=None):
+def train_final(prepared, config, run_dir, group, val_fraction=0.0, seed=0, cv_report=None, fp16_weights=False):
     """Train on the labelled faces (minus an optional validation part), save and export. Returns the paths."""
     os.makedirs(run_dir, exist_ok=True)
     train_rows, val_rows = split_validation(prepared, val_fraction, seed)
@@ -140,6 +140,6 @@ def train_final(prepared, config, run_dir, group, val_fraction=0.0, seed=0, cv_r
     save_checkpoint(paths["checkpoint"], final, group, spec.backbone, spec.head, spec.head_options,
                     extra=json_ready({k: v for k, v in summary.items() if k != "cv"}))
     plot_history(history, paths["plot"], f"{group}: {spec.backbone} {spec.head}, last {spec.train_stages} stages")
-    summary["export_check"] = export_and_verify(final, paths["onnx"])
+    summary["export_check"] = export_and_verify(final, paths["onnx"], fp16_weights)
     write_json_atomic(os.path.join(run_dir, "summary.json"), json_ready(summary))
     return paths
