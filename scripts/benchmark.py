@@ -11,7 +11,6 @@ excluded; the upstream algorithm (scripts/upstream_reference.py) on the same mod
 largest probability difference on stills; mediapipe's own Face Mesh against our detect + mesh.
 """
 import argparse
-import json
 import os
 import platform
 import sys

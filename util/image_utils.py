@@ -224,3 +224,13 @@ def load_sample_portrait():
 
 
 SAMPLE_PORTRAIT_NAME = "astronaut (scikit-image sample)"
+
+
+def check_bgr_image(image):
+    """Raise InputError unless ``image`` is a non-empty BGR uint8 HxWx3 array (the library APIs' input)."""
+    if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise InputError(f"expected a BGR uint8 HxWx3 image, got shape {getattr(image, 'shape', None)} "
+                         f"dtype {getattr(image, 'dtype', type(image).__name__)}")
+    if min(image.shape[:2]) < 1:
+        raise InputError("empty image")
+    return image

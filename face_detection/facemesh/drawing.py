@@ -12,12 +12,13 @@ def _pixel(point):
     return tuple(int(round(v)) for v in point[:2])
 
 
-def draw_roi(canvas, corners, thickness):
-    """ROI outline from corners ordered top-left, top-right, bottom-left, bottom-right."""
+def draw_roi(canvas, corners, thickness, colour=ROI_COLOUR, top_colour=ROI_TOP_COLOUR):
+    """ROI outline from corners ordered top-left, top-right, bottom-left, bottom-right; the top edge in
+    ``top_colour`` shows the face's orientation."""
     top_left, top_right, bottom_left, bottom_right = (_pixel(p) for p in corners)
     for a, b in ((top_left, bottom_left), (bottom_left, bottom_right), (bottom_right, top_right)):
-        cv2.line(canvas, a, b, ROI_COLOUR, thickness, cv2.LINE_AA)
-    cv2.line(canvas, top_left, top_right, ROI_TOP_COLOUR, thickness, cv2.LINE_AA)
+        cv2.line(canvas, a, b, colour, thickness, cv2.LINE_AA)
+    cv2.line(canvas, top_left, top_right, top_colour, thickness, cv2.LINE_AA)
 
 
 def draw_landmarks(canvas, landmarks, radius):

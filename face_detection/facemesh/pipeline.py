@@ -18,6 +18,7 @@ from face_detection.facemesh.detector import FaceDetector
 from face_detection.facemesh.landmarks import MIN_PRESENCE, FaceLandmarker, roi_from_detection, roi_from_landmarks
 from face_detection.facemesh.model_files import ensure_models
 from util.errors import InputError
+from util.image_utils import check_bgr_image
 
 ROI_ASSOCIATION_IOU = 0.5
 
@@ -103,7 +104,7 @@ class FaceMesh:
     def process(self, image_bgr, timer=None):
         """BGR uint8 HxWx3 -> faces found, highest detection score first (still images: detect every time).
         ``timer`` (util.timing.StageTimer), when given, gets the "detect" and "mesh" laps."""
-        _check_image(image_bgr)
+        check_bgr_image(image_bgr)
         candidates = associate(self.detect(image_bgr))
         if timer:
             timer.lap("detect")
@@ -130,7 +131,7 @@ class FaceTracker:
         self._ids = count()
 
     def process(self, frame_bgr):
-        _check_image(frame_bgr)
+        check_bgr_image(frame_bgr)
         candidates = [Candidate.from_face(face) for face in self.tracked]
         detect = (not candidates or self.lost_since_detection
                   or self.frames_since_detection >= self.redetect_interval)
@@ -151,14 +152,6 @@ class FaceTracker:
                 face.track_id = next(self._ids)
         self.tracked = faces
         return faces
-
-
-def _check_image(image):
-    if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-        raise InputError(f"expected a BGR uint8 HxWx3 image, got shape {getattr(image, 'shape', None)} "
-                         f"dtype {getattr(image, 'dtype', type(image).__name__)}")
-    if min(image.shape[:2]) < 1:
-        raise InputError("empty image")
 
 
 JSON_SCHEMA = "facemesh/1"

@@ -2,6 +2,7 @@
 import cv2
 import numpy as np
 
+from face_detection.facemesh.drawing import draw_roi
 from face_recognition.ax_facial_features.constants import CLASS_NAMES, MULTI_LABEL_TASKS
 
 # One colour per task (BGR), light enough for black text.
@@ -21,13 +22,6 @@ def task_text(result):
     return f"{result.task}: " + ", ".join(parts)
 
 
-def draw_roi(image, corners, thickness):
-    tl, tr, bl, br = [tuple(int(round(v)) for v in point) for point in corners]
-    cv2.line(image, tl, tr, ROI_TOP_COLOUR, thickness, cv2.LINE_AA)
-    for a, b in ((tl, bl), (tr, br), (bl, br)):
-        cv2.line(image, a, b, ROI_COLOUR, thickness, cv2.LINE_AA)
-
-
 def draw_results(image_bgr, faces, tasks, mirror=False):
     """A copy of the image with each face's ROI and score boxes. ``mirror`` flips it first (webcam view)."""
     height, width = image_bgr.shape[:2]
@@ -39,7 +33,7 @@ def draw_results(image_bgr, faces, tasks, mirror=False):
         if mirror:
             corners[:, 0] = width - 1 - corners[:, 0]
             corners = corners[[1, 0, 3, 2]]  # left and right swap in a mirror
-        draw_roi(canvas, corners, thickness)
+        draw_roi(canvas, corners, thickness, ROI_COLOUR, ROI_TOP_COLOUR)
         x = int(np.clip(corners[:, 0].min(), 2, width - 2))
         y = int(np.clip(corners[:, 1].min(), 2, height - 2))
         for task in tasks:

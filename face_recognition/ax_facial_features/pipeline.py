@@ -17,6 +17,7 @@ from face_recognition.ax_facial_features.constants import (
     CLASS_NAMES, DEFAULT_FACIAL_HAIR_THRESHOLD, FACE, MULTI_LABEL_TASKS, TASK_CROP, TASKS)
 from face_recognition.ax_facial_features.crops import make_crop, preprocess
 from util.errors import InputError
+from util.image_utils import check_bgr_image
 from util.timing import StageTimer
 
 
@@ -101,7 +102,7 @@ class FacialFeatures:
     def analyse(self, image_bgr, find_faces):
         """The stages after ``find_faces(image) -> list[Face]`` (detection + mesh, or tracking in video).
         ``self.timer.last`` then holds each stage's milliseconds."""
-        image_bgr = _checked_image(image_bgr)
+        check_bgr_image(image_bgr)
         self.timer.start()
         faces = [FaceFeatures(mesh=face) for face in find_faces(image_bgr)]
         self.cut_crops(image_bgr, faces)
@@ -111,16 +112,6 @@ class FacialFeatures:
 
     def model_info(self):
         return self.classifiers.model_info()
-
-
-def _checked_image(image):
-    if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-        shape = getattr(image, "shape", None)
-        dtype = getattr(image, "dtype", type(image).__name__)
-        raise InputError(f"expected a BGR uint8 HxWx3 image, got shape {shape} dtype {dtype}")
-    if image.shape[0] < 1 or image.shape[1] < 1:
-        raise InputError("empty image")
-    return image
 
 
 class VideoAnalyser:
