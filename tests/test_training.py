@@ -9,6 +9,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from face_recognition.ax_facial_features.constants import EYE_BAND, EYELASHES, EYELIDS, FACE, FACIAL_HAIR  # noqa: E402
+from face_recognition.ax_facial_features.crops import make_crop  # noqa: E402
 from scripts.training import augment, backbones, metrics  # noqa: E402
 from scripts.training.crop_cache import open_crop_cache, select_face  # noqa: E402
 from scripts.training.cv import repeated_splits, stratified_kfold  # noqa: E402
@@ -165,6 +166,18 @@ def test_horizontal_flip_and_identity_jitter():
     landmarks = synthetic_landmarks(left_eye=(60, 40), right_eye=(40, 40), mouth=(50, 70))
     still = augment.AugmentConfig(max_rotation_deg=0, max_scale=0, max_shift=0)
     assert np.allclose(augment.jitter_landmarks(landmarks, np.random.default_rng(0), still), landmarks)
+
+
+def test_crop_views_follow_their_flip_flags():
+    image = np.random.default_rng(0).integers(0, 255, (120, 120, 3), dtype=np.uint8)
+    landmarks = synthetic_landmarks(left_eye=(70, 50), right_eye=(50, 50), mouth=(60, 80))
+    plain = make_crop(image, landmarks, EYE_BAND).image
+    still = augment.AugmentConfig(0, 0, 0, 0, 0, 0)  # augmented views equal the plain crop, flipped or not
+    views = augment.crop_views(image, landmarks, EYE_BAND, plain, 3, np.random.default_rng(0), still)
+    flips = augment.view_flips(3)
+    assert len(views) == len(flips) == 5 and not flips[0]
+    for view, flip in zip(views, flips):
+        assert np.array_equal(view, augment.hflip(plain) if flip else plain)
 
 
 # --- crop cache ----------------------------------------------------------------------------------------------

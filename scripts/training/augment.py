@@ -58,14 +58,16 @@ def augmented_crop(image_bgr, landmarks, kind, rng, config=AugmentConfig()):
     return colour_jitter(crop, rng, config)
 
 
-def crop_views(image_bgr, landmarks, kind, plain_crop, num_augmented, rng, config=AugmentConfig()):
-    """Views of one face for training: [plain, plain flipped, then ``num_augmented`` augmented crops, every other
-    one flipped]. Returns (list of RGB uint8 crops, list of flip flags)."""
-    views, flips = [plain_crop, hflip(plain_crop)], [False, True]
-    for i in range(num_augmented):
-        crop = augmented_crop(image_bgr, landmarks, kind, rng, config)
-        flip = i % 2 == 1
-        views.append(hflip(crop) if flip else crop)
-        flips.append(flip)
-    return views, flips
+def view_flips(num_augmented):
+    """Flip flag of each view made by ``crop_views``: plain, flipped, then augmented ones alternating."""
+    return np.array([False, True] + [i % 2 == 1 for i in range(num_augmented)])
 
+
+def crop_views(image_bgr, landmarks, kind, plain_crop, num_augmented, rng, config=AugmentConfig()):
+    """Views of one face for training, RGB uint8: [plain, plain flipped, then ``num_augmented`` augmented crops,
+    flipped as ``view_flips`` says]."""
+    views = [plain_crop, hflip(plain_crop)]
+    for flip in view_flips(num_augmented)[2:]:
+        crop = augmented_crop(image_bgr, landmarks, kind, rng, config)
+        views.append(hflip(crop) if flip else crop)
+    return views

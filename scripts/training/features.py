@@ -21,10 +21,6 @@ from util.image_utils import imread
 logger = logging.getLogger(__name__)
 
 
-def view_flips(num_augmented):
-    return np.array([False, True] + [i % 2 == 1 for i in range(num_augmented)])
-
-
 def compute_views(forward, cache, kind, cache_rows, num_augmented=0, seed=0, dtype=np.float32, rows_per_batch=16,
                   augment_config=augment.AugmentConfig()):
     """``forward`` (a function of a preprocessed batch) applied to every view of each cache row.
@@ -39,9 +35,8 @@ def compute_views(forward, cache, kind, cache_rows, num_augmented=0, seed=0, dty
             for row in batch_rows:
                 # The original image is only read when augmented views are asked for.
                 source = imread(cache.image_path(row)) if num_augmented else None
-                views, _ = augment.crop_views(source, cache.landmarks[row], kind, np.asarray(plain[row]),
-                                              num_augmented, rng, augment_config)
-                images += views
+                images += augment.crop_views(source, cache.landmarks[row], kind, np.asarray(plain[row]),
+                                             num_augmented, rng, augment_config)
             result = forward(torch.from_numpy(crops.preprocess(images))).numpy().astype(dtype)
             result = result.reshape(len(batch_rows), -1, *result.shape[1:])
             if out is None:
@@ -50,7 +45,7 @@ def compute_views(forward, cache, kind, cache_rows, num_augmented=0, seed=0, dty
             if (start // rows_per_batch) % 25 == 0:
                 logger.info("views %s: %d/%d faces, %.0f s", kind, start + len(batch_rows), len(cache_rows),
                             time.time() - started)
-    return out, view_flips(num_augmented)
+    return out, augment.view_flips(num_augmented)
 
 
 def weights_tag(backbone_name, weights):
@@ -94,4 +89,4 @@ def prefix_activation_views(backbone_name, backbone, stop, cache, kind, cache_ro
                              seed, dtype=np.float16, augment_config=augment_config)[0]
 
     return cached_array(views_path(cache, backbone_name, weights, kind, cache_rows, detail), compute), \
-        view_flips(num_augmented)
+        augment.view_flips(num_augmented)

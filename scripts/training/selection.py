@@ -12,7 +12,8 @@ from torch import nn
 
 from face_recognition.ax_facial_features.constants import CLASS_NAMES
 from scripts.training.cv import cross_validate, pooled_out_of_fold, summarise_folds
-from scripts.training.features import pooled_feature_views, view_flips
+from scripts.training.augment import view_flips
+from scripts.training.features import pooled_feature_views
 from scripts.training.metrics import HEADLINE, json_ready
 from scripts.training.models import MultiHeadModel, build_heads
 from scripts.training.trainer import TargetBank, ViewSource
@@ -59,8 +60,9 @@ def compare_heads_on_features(table, cache, backbone_names, head_kinds, config, 
 
 
 def markdown_table(results):
-    """One line per task x backbone x head: headline mean [95 % CI], plus accuracy and per-class detail."""
-    lines = ["| task | backbone | head | faces | headline metric | CV mean [95% CI] | accuracy | pooled OOF (bootstrap 95% CI) |",
+    """One line per task x backbone x head: headline mean [95 % CI], accuracy (or Hamming loss), pooled OOF."""
+    lines = ["| task | backbone | head | faces | headline metric | CV mean [95% CI] | accuracy | "
+             "pooled OOF (bootstrap 95% CI) |",
              "|---|---|---|---|---|---|---|---|"]
     for result in results:
         for task in result["tasks"]:
