@@ -18,6 +18,10 @@ SUBJECT_LEFT = "left"
 SUBJECT_RIGHT = "right"
 PER_EYE_SIDE = 0.9
 PER_EYE_UP = 0.08
+# Crop kinds of the per-eye model: one per eye, both in the subject's-right-eye orientation (the left one mirrored),
+# cut at PER_EYE_INPUT_SIZE (an eye is ~50 source pixels wide in a 224 px portrait: 128 keeps all of its detail).
+EYE_CROP_KINDS = {SUBJECT_RIGHT: "eye_right", SUBJECT_LEFT: "eye_left"}
+PER_EYE_INPUT_SIZE = 128
 
 # Landmarks for geometric quality signals: eye corners (outer, inner) and lids (upper, lower) of each eye.
 EYE_CORNERS = {SUBJECT_RIGHT: (33, 133), SUBJECT_LEFT: (263, 362)}
@@ -41,4 +45,21 @@ CLASS_NAMES = {
 }
 TASK_CROP = {EYELIDS: EYE_BAND, EYELASHES: EYE_BAND, FACIAL_HAIR: FACE}
 MULTI_LABEL_TASKS = (FACIAL_HAIR,)
+
+# Per-eye eyelids (flag --per-eye): one double/single answer per eye, combined into a face-level type.
+PER_EYE_EYELID = "per_eye_eyelid"
+CLASS_NAMES[PER_EYE_EYELID] = CLASS_NAMES[EYELIDS]
+EYELID_TYPES = ("double", "single", "hybrid")
+
+# "Unclear" outputs: one sigmoid per task, trained on the annotators' unclear labels (closed eyes, glasses across
+# the lid, blur, occlusion, a turned head). With the mesh's geometric signals they feed the task's unclear gate.
+UNCLEAR_OUTPUTS = {task: f"{task}_unclear" for task in (EYELIDS, EYELASHES, FACIAL_HAIR, PER_EYE_EYELID)}
+for _output in UNCLEAR_OUTPUTS.values():
+    CLASS_NAMES[_output] = ("unclear",)
+# Outputs passed through a sigmoid (trained with binary cross entropy), one independent probability per class.
+SIGMOID_OUTPUTS = MULTI_LABEL_TASKS + tuple(UNCLEAR_OUTPUTS.values())
+# Everything a classifier model may serve (the manifest's "outputs" keys).
+MODEL_OUTPUTS = TASKS + (PER_EYE_EYELID,) + tuple(UNCLEAR_OUTPUTS.values())
+STATUS_OK = "ok"
+STATUS_UNCLEAR = "unclear"
 DEFAULT_FACIAL_HAIR_THRESHOLD = 0.5

@@ -13,11 +13,13 @@ import cv2
 import numpy as np
 
 from face_recognition.ax_facial_features.constants import (
-    CLASSIFIER_INPUT_SIZE, CROP_DOWN_FACTOR, CROP_SCALE, IMAGENET_MEAN, IMAGENET_STD, LEFT_EYE_CONTOUR,
-    MOUTH_INNER_CONTOUR, PER_EYE_SIDE, PER_EYE_UP, RIGHT_EYE_CONTOUR, SUBJECT_LEFT, SUBJECT_RIGHT)
+    CLASSIFIER_INPUT_SIZE, CROP_DOWN_FACTOR, CROP_SCALE, EYE_CROP_KINDS, IMAGENET_MEAN, IMAGENET_STD,
+    LEFT_EYE_CONTOUR, MOUTH_INNER_CONTOUR, PER_EYE_INPUT_SIZE, PER_EYE_SIDE, PER_EYE_UP, RIGHT_EYE_CONTOUR,
+    SUBJECT_LEFT, SUBJECT_RIGHT)
 from util.errors import InputError
 from util.image_utils import MAX_IMAGE_PIXELS
 
+EYE_OF_CROP_KIND = {kind: eye for eye, kind in EYE_CROP_KINDS.items()}
 _MEAN = np.array(IMAGENET_MEAN, dtype=np.float32).reshape(1, 3, 1, 1)
 _STD = np.array(IMAGENET_STD, dtype=np.float32).reshape(1, 3, 1, 1)
 
@@ -95,8 +97,30 @@ def warp_corners(image_bgr, corners):
     return cv2.cvtColor(warped, cv2.COLOR_BGR2RGB)
 
 
-def make_crop(image_bgr, landmarks, kind, size=CLASSIFIER_INPUT_SIZE):
-    """The ``kind`` crop of one face, resized to ``size`` x ``size`` RGB."""
+def crop_size(kind):
+    """Side of a crop kind's classifier input: 256 for the face and the eye band, 128 for a single eye."""
+    return PER_EYE_INPUT_SIZE if kind in EYE_OF_CROP_KIND else CLASSIFIER_INPUT_SIZE
+
+
+def kind_corners(landmarks, kind):
+    """Corners (4, 2) of any crop kind: face, eye band, or one eye (``EYE_CROP_KINDS``)."""
+    if kind in EYE_OF_CROP_KIND:
+        return eye_crop_corners(landmarks, EYE_OF_CROP_KIND[kind])
+    return crop_corners(landmarks, kind)
+
+
+def source_width(corners):
+    """Width in source-image pixels of a crop given by its corners: how much real detail it holds."""
+    corners = np.asarray(corners, dtype=np.float64)
+    return float(np.linalg.norm(corners[1] - corners[0]))
+
+
+def make_crop(image_bgr, landmarks, kind, size=None):
+    """The ``kind`` crop of one face (face, eye band, or one eye: ``EYE_CROP_KINDS``), resized to ``size`` x
+    ``size`` RGB (default ``crop_size(kind)``)."""
+    size = size or crop_size(kind)
+    if kind in EYE_OF_CROP_KIND:
+        return make_eye_crop(image_bgr, landmarks, EYE_OF_CROP_KIND[kind], size)
     corners = crop_corners(landmarks, kind)
     native = warp_corners(image_bgr, corners)
     resized = cv2.resize(native, (size, size))
@@ -127,11 +151,11 @@ def eye_crop_corners(landmarks, eye):
     return np.stack([top_left, top_right, bottom_left, bottom_right])
 
 
-def make_eye_crop(image_bgr, landmarks, eye, size=CLASSIFIER_INPUT_SIZE):
+def make_eye_crop(image_bgr, landmarks, eye, size=PER_EYE_INPUT_SIZE):
     """The per-eye crop of the subject's ``eye`` (the left one mirrored), resized to ``size`` RGB."""
     corners = eye_crop_corners(landmarks, eye)
     native = warp_corners(image_bgr, corners)
-    return Crop(kind=f"eye_{eye}", image=cv2.resize(native, (size, size)), corners=corners.astype(np.float32),
+    return Crop(kind=EYE_CROP_KINDS[eye], image=cv2.resize(native, (size, size)), corners=corners.astype(np.float32),
                 source_size=(native.shape[1], native.shape[0]))
 
 
