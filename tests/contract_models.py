@@ -2,6 +2,8 @@
 
 They compute fixed linear functions of the per-channel mean of the crop, so their outputs are real, deterministic
 functions of the input: tests can check that the plugin feeds each crop to the right model and output.
+``build_contract_models(folder, unclear=True, per_eye=True, gates=...)`` adds the issue-6 contract: unclear
+sigmoid outputs, a per-eye model (N,3,128,128) and unclear gates in the manifest.
 """
 import json
 import os
@@ -29,7 +31,7 @@ def _linear_head(prefix, classes, seed, activation=None):
     return nodes, initializers, output
 
 
-def build_model(path, heads):
+def build_model(path, heads, input_shape=INPUT_SHAPE):
     """heads: list of (output name, classes, seed, activation or None)."""
     nodes = [oh.make_node("GlobalAveragePool", ["input"], ["gap"]),
              oh.make_node("Flatten", ["gap"], ["pooled"], axis=1)]
@@ -40,28 +42,44 @@ def build_model(path, heads):
         initializers += head_init
         outputs.append(output)
     graph = oh.make_graph(nodes, "contract_classifier",
-                          [oh.make_tensor_value_info("input", onnx.TensorProto.FLOAT, INPUT_SHAPE)],
+                          [oh.make_tensor_value_info("input", onnx.TensorProto.FLOAT, input_shape)],
                           outputs, initializers)
     model = oh.make_model(graph, opset_imports=[oh.make_opsetid("", 13)])
     onnx.checker.check_model(model)
     onnx.save(model, path)
 
 
-def build_contract_models(folder):
-    """Writes an eye model (eyelids + eyelashes heads), a facial-hair model and their manifest; returns its path."""
+def _model_entry(folder, file, crop, heads, input_shape=INPUT_SHAPE):
+    """Builds one model from ``heads`` and returns its manifest entry (softmax heads have no activation inside)."""
+    path = os.path.join(folder, file)
+    build_model(path, heads, input_shape)
+    outputs = {name: {"output": name, "activation": "softmax" if activation is None else "none"}
+               for name, _, _, activation in heads}
+    return {"file": file, "sha256": sha256_of_file(path), "crop": crop, "input_size": input_shape[-1],
+            "outputs": outputs}
+
+
+def build_contract_models(folder, unclear=False, per_eye=False, gates=None, name="manifest.json"):
+    """Writes an eye model (eyelids + eyelashes heads), a facial-hair model and their manifest; returns its path.
+    ``unclear``: the eye and face models also have the unclear outputs; ``per_eye``: a per-eye model (crop "eye",
+    128 px, with its unclear output when ``unclear``); ``gates``: the set's gates ({task: Gate dict})."""
     os.makedirs(folder, exist_ok=True)
-    eyes = os.path.join(folder, "test_eyes.onnx")
-    face = os.path.join(folder, "test_face.onnx")
-    build_model(eyes, [("eyelids", 2, 1, None), ("eyelashes", 3, 2, None)])
-    build_model(face, [("facial_hair", 3, 3, "Sigmoid")])
-    manifest = {"schema": "ax_facial_features-manifest/1", "sets": {"own": {"models": [
-        {"file": "test_eyes.onnx", "sha256": sha256_of_file(eyes), "crop": "eye_band",
-         "outputs": {"eyelids": {"output": "eyelids", "activation": "softmax"},
-                     "eyelashes": {"output": "eyelashes", "activation": "softmax"}}},
-        {"file": "test_face.onnx", "sha256": sha256_of_file(face), "crop": "face",
-         "outputs": {"facial_hair": {"output": "facial_hair", "activation": "none"}}},
-    ]}}}
-    path = os.path.join(folder, "manifest.json")
+    eye_heads = [("eyelids", 2, 1, None), ("eyelashes", 3, 2, None)]
+    face_heads = [("facial_hair", 3, 3, "Sigmoid")]
+    per_eye_heads = [("per_eye_eyelid", 2, 4, None)]
+    if unclear:
+        eye_heads += [("eyelids_unclear", 1, 5, "Sigmoid"), ("eyelashes_unclear", 1, 6, "Sigmoid")]
+        face_heads += [("facial_hair_unclear", 1, 7, "Sigmoid")]
+        per_eye_heads += [("per_eye_eyelid_unclear", 1, 8, "Sigmoid")]
+    models = [_model_entry(folder, "test_eyes.onnx", "eye_band", eye_heads),
+              _model_entry(folder, "test_face.onnx", "face", face_heads)]
+    if per_eye:
+        models.append(_model_entry(folder, "test_per_eye.onnx", "eye", per_eye_heads, ["N", 3, 128, 128]))
+    own = {"models": models}
+    if gates:
+        own["gates"] = gates
+    manifest = {"schema": "ax_facial_features-manifest/1", "sets": {"own": own}}
+    path = os.path.join(folder, name)
     with open(path, "w") as f:
         json.dump(manifest, f)
     return path

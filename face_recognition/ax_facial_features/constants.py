@@ -22,6 +22,9 @@ PER_EYE_UP = 0.08
 # cut at PER_EYE_INPUT_SIZE (an eye is ~50 source pixels wide in a 224 px portrait: 128 keeps all of its detail).
 EYE_CROP_KINDS = {SUBJECT_RIGHT: "eye_right", SUBJECT_LEFT: "eye_left"}
 PER_EYE_INPUT_SIZE = 128
+# The manifest's crop name of a per-eye model: it gets both eyes of every face in one batch, in this order per face.
+PER_EYE_CROP = "eye"
+PER_EYE_ORDER = (SUBJECT_RIGHT, SUBJECT_LEFT)
 
 # Landmarks for geometric quality signals: eye corners (outer, inner) and lids (upper, lower) of each eye.
 EYE_CORNERS = {SUBJECT_RIGHT: (33, 133), SUBJECT_LEFT: (263, 362)}

@@ -6,16 +6,23 @@ Stages: detect + mesh (the facemesh sibling) -> crops -> classify. Each face is 
     analyser = FacialFeatures()                 # all three tasks, the project's own models without ailia
     faces = analyser.process(image_bgr)         # image_bgr: HxWx3 uint8, OpenCV (BGR) channel order
     faces[0].results["eyelids"].label           # "double" or "single"
+    faces[0].results["eyelids"].status          # "ok", or "unclear" (then .reason says why)
+
+With ``per_eye=True`` each face also gets ``per_eye`` ({"right", "left"}: the subject's own eyes) and
+``eyelids_type`` (double, single, hybrid, or unclear).
 """
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from face_detection.facemesh.pipeline import Face, FaceMesh, FaceTracker
 from face_recognition.ax_facial_features.classifiers import Classifiers
 from face_recognition.ax_facial_features.constants import (
-    CLASS_NAMES, DEFAULT_FACIAL_HAIR_THRESHOLD, FACE, MULTI_LABEL_TASKS, TASK_CROP, TASKS)
+    CLASS_NAMES, DEFAULT_FACIAL_HAIR_THRESHOLD, EYE_CROP_KINDS, EYELID_TYPES, FACE, MULTI_LABEL_TASKS, PER_EYE_CROP,
+    PER_EYE_EYELID, PER_EYE_ORDER, STATUS_OK, STATUS_UNCLEAR, TASK_CROP, TASKS, UNCLEAR_OUTPUTS)
 from face_recognition.ax_facial_features.crops import make_crop, preprocess
+from face_recognition.ax_facial_features.geometry import face_geometry
+from face_recognition.ax_facial_features.unclear import gate_signals, model_only_decision
 from util.errors import InputError
 from util.image_utils import check_bgr_image
 from util.timing import StageTimer
@@ -23,10 +30,15 @@ from util.timing import StageTimer
 
 @dataclass
 class TaskResult:
-    """Probabilities of one task for one face, with the chosen label(s)."""
+    """Probabilities of one task for one face (or one eye), with the chosen label(s) and whether the answer can be
+    trusted: ``status`` "ok" or "unclear" (then ``reason`` says why); ``unclear_score`` is the gate's score (or the
+    model's unclear probability), None when the model has no unclear output. Unclear results keep their labels."""
     task: str
     probs: dict
     labels: list
+    status: str = STATUS_OK
+    reason: str = None
+    unclear_score: float = None
 
     @property
     def label(self):
@@ -40,6 +52,8 @@ class FaceFeatures:
     mesh: Face
     crops: dict = field(default_factory=dict)    # crop kind -> Crop
     results: dict = field(default_factory=dict)  # task -> TaskResult
+    per_eye: dict = None       # per-eye eyelids: subject's eye ("right", "left") -> TaskResult
+    eyelids_type: str = None   # per-eye eyelids combined: double, single, hybrid or unclear
 
     @property
     def roi(self):
@@ -47,34 +61,67 @@ class FaceFeatures:
         return self.crops[FACE].corners
 
 
-def make_task_result(task, probabilities, threshold=DEFAULT_FACIAL_HAIR_THRESHOLD):
+def make_task_result(task, probabilities, threshold=DEFAULT_FACIAL_HAIR_THRESHOLD, decision=(STATUS_OK, None, None)):
+    """``decision``: (status, reason, unclear score), as task_status gives it."""
     names = CLASS_NAMES[task]
     probs = {name: float(p) for name, p in zip(names, probabilities)}
     if task in MULTI_LABEL_TASKS:
         labels = [name for name in names if probs[name] >= threshold]
     else:
         labels = [names[int(np.argmax(probabilities))]]
-    return TaskResult(task=task, probs=probs, labels=labels)
+    status, reason, score = decision
+    return TaskResult(task=task, probs=probs, labels=labels, status=status, reason=reason,
+                      unclear_score=None if score is None else float(score))
+
+
+def task_status(gate, unclear_probability, signals):
+    """(status, reason, score): the manifest's gate when there is one, else the model's own unclear output at 0.5,
+    else (a model without one, e.g. the official set) "ok". ``signals()`` gives the gate's inputs (lazily: only a
+    gate needs the mesh geometry)."""
+    if gate is not None:
+        return gate.decide(signals())
+    if unclear_probability is not None:
+        return model_only_decision(unclear_probability)
+    return STATUS_OK, None, None
+
+
+def eyelid_type_of_labels(right_label, left_label):
+    """The face's eyelid type from its two eyes' labels: their common label, or hybrid when they differ."""
+    return right_label if right_label == left_label else EYELID_TYPES[2]
+
+
+def combine_eyelid_types(per_eye):
+    """``per_eye``: {"right", "left"} -> TaskResult. Unclear when either eye is unclear."""
+    if any(result.status == STATUS_UNCLEAR for result in per_eye.values()):
+        return STATUS_UNCLEAR
+    return eyelid_type_of_labels(*(per_eye[eye].label for eye in PER_EYE_ORDER))
+
+
+def _row_or_none(scores, output, row):
+    values = scores.get(output)
+    return None if values is None else float(values[row][0])
 
 
 class FacialFeatures:
     """Finds every face, fits the mesh, cuts the crops and classifies the requested tasks."""
 
     def __init__(self, tasks=TASKS, *, detector="short", max_faces=None, env_id=-1, force_onnx=False,
-                 model_dir=None, manifest_path=None, facial_hair_threshold=DEFAULT_FACIAL_HAIR_THRESHOLD):
+                 model_dir=None, manifest_path=None, facial_hair_threshold=DEFAULT_FACIAL_HAIR_THRESHOLD,
+                 per_eye=False):
         unknown = [t for t in tasks if t not in TASKS]
         if unknown:
             raise InputError(f"unknown task(s): {', '.join(unknown)} (choose from {', '.join(TASKS)})")
         self.tasks = tuple(t for t in TASKS if t in tasks)
         self.facial_hair_threshold = facial_hair_threshold
+        self.per_eye = per_eye
         self.face_mesh = FaceMesh(detector=detector, max_faces=max_faces, env_id=env_id, force_onnx=force_onnx,
                                   model_dir=model_dir)
-        self.classifiers = Classifiers(self.tasks, model_dir=model_dir, manifest_path=manifest_path,
+        self.classifiers = Classifiers(self.tasks, per_eye=per_eye, model_dir=model_dir, manifest_path=manifest_path,
                                        env_id=env_id, force_onnx=force_onnx)
         # The face crop is always cut: its corners are the reported ROI, as in the original.
-        self.crop_kinds = sorted({FACE} | {TASK_CROP[t] for t in self.tasks})
+        eye_kinds = set(EYE_CROP_KINDS.values()) if per_eye else set()
+        self.crop_kinds = sorted({FACE} | {TASK_CROP[t] for t in self.tasks} | eye_kinds)
         self.timer = StageTimer()
-
 
     def cut_crops(self, image_bgr, faces):
         for face in faces:
@@ -83,17 +130,44 @@ class FacialFeatures:
         return faces
 
     def classify(self, faces):
-        """Runs each model once on the batch of all faces' crops and fills ``results``."""
+        """Runs each model once on the batch of all faces' crops and fills ``results`` (and ``per_eye``)."""
         if not faces:
             return faces
-        batches = {kind: preprocess([face.crops[kind].image for face in faces])
-                   for kind in self.classifiers.crop_kinds}
+        batches = {kind: preprocess(self._crop_images(faces, kind)) for kind in self.classifiers.crop_kinds}
         self.timer.lap("preprocess")
         scores = self.classifiers.classify(batches, self.timer)
-        for task in self.tasks:
-            for face, probabilities in zip(faces, scores[task]):
-                face.results[task] = make_task_result(task, probabilities, self.facial_hair_threshold)
+        for index, face in enumerate(faces):
+            for task in self.tasks:
+                decision = self._decide(task, face, TASK_CROP[task], _row_or_none(scores, UNCLEAR_OUTPUTS[task], index))
+                face.results[task] = make_task_result(task, scores[task][index], self.facial_hair_threshold, decision)
+            if self.per_eye:
+                self._fill_per_eye(face, scores, first_row=len(PER_EYE_ORDER) * index)
         return faces
+
+    @staticmethod
+    def _crop_images(faces, kind):
+        """One crop per face; for the per-eye model, the eyes of each face in PER_EYE_ORDER, face after face."""
+        if kind == PER_EYE_CROP:
+            return [face.crops[EYE_CROP_KINDS[eye]].image for face in faces for eye in PER_EYE_ORDER]
+        return [face.crops[kind].image for face in faces]
+
+    def _fill_per_eye(self, face, scores, first_row):
+        face.per_eye = {}
+        for offset, eye in enumerate(PER_EYE_ORDER):
+            row = first_row + offset
+            decision = self._decide(PER_EYE_EYELID, face, EYE_CROP_KINDS[eye],
+                                    _row_or_none(scores, UNCLEAR_OUTPUTS[PER_EYE_EYELID], row), eye=eye)
+            face.per_eye[eye] = make_task_result(PER_EYE_EYELID, scores[PER_EYE_EYELID][row], decision=decision)
+        face.eyelids_type = combine_eyelid_types(face.per_eye)
+
+    def _decide(self, task, face, crop_kind, unclear_probability, eye=None):
+        """Status of one task for one face (or one of its eyes), from its gate's signals: the mesh geometry and the
+        width in source pixels of the crop the task reads."""
+        def signals():
+            width = face.crops[crop_kind].source_size[0]
+            return gate_signals(unclear_probability, face_geometry(face.mesh.landmarks), width, eye=eye)
+
+        return task_status(self.classifiers.gates.get(task), unclear_probability, signals)
 
     def process(self, image_bgr):
         """BGR uint8 HxWx3 image -> list of FaceFeatures, highest detection score first."""
@@ -142,13 +216,23 @@ class VideoAnalyser:
         return faces
 
     def _smooth(self, faces):
+        """Smooths probabilities (per task, and per eye); the status stays this frame's own (an eye closing is
+        unclear at once)."""
         alive = {}
         for face in faces:
-            for task, result in face.results.items():
-                key = (face.mesh.track_id, task)
-                current = np.array(list(result.probs.values()))
-                previous = self._smoothed.get(key)
-                smoothed = current if previous is None else self.smoothing * previous + (1 - self.smoothing) * current
-                alive[key] = smoothed
-                face.results[task] = make_task_result(task, smoothed, self.analyser.facial_hair_threshold)
+            track = face.mesh.track_id
+            face.results = {task: self._smoothed_result((track, task), result, alive)
+                            for task, result in face.results.items()}
+            if face.per_eye is not None:
+                face.per_eye = {eye: self._smoothed_result((track, PER_EYE_EYELID, eye), result, alive)
+                                for eye, result in face.per_eye.items()}
+                face.eyelids_type = combine_eyelid_types(face.per_eye)
         self._smoothed = alive  # forget faces that left the picture
+
+    def _smoothed_result(self, key, result, alive):
+        current = np.array(list(result.probs.values()))
+        previous = self._smoothed.get(key)
+        smoothed = current if previous is None else self.smoothing * previous + (1 - self.smoothing) * current
+        alive[key] = smoothed
+        relabelled = make_task_result(result.task, smoothed, self.analyser.facial_hair_threshold)
+        return replace(result, probs=relabelled.probs, labels=relabelled.labels)
