@@ -31,7 +31,7 @@ def run(args):
     def build_job():
         analyser = FacialFeatures(args.mode, detector=args.detector, max_faces=args.max_faces, env_id=args.env_id,
                                   force_onnx=args.onnx, model_dir=args.model_dir, manifest_path=args.manifest,
-                                  facial_hair_threshold=args.threshold)
+                                  facial_hair_threshold=args.threshold, per_eye=args.per_eye)
         return make_job(analyser, video=args.video is not None, redetect_interval=args.redetect_interval,
                         smoothing=args.smoothing)
 

@@ -4,6 +4,7 @@
     python3 ax_facial_features.py                      # the astronaut sample (scikit-image), saves output.png
     python3 ax_facial_features.py -i photo.jpg -w      # also writes output.json
     python3 ax_facial_features.py -v 0                 # webcam
+    python3 ax_facial_features.py --per-eye            # also eyelids per eye (double / single / hybrid)
 """
 import os
 import sys
@@ -23,6 +24,9 @@ def parse_args(argv=None):
                         help="tasks to run")
     parser.add_argument("--threshold", type=float, default=DEFAULT_FACIAL_HAIR_THRESHOLD,
                         help="facial hair: probability from which a label is reported")
+    parser.add_argument("--per-eye", action="store_true",
+                        help="also classify each eye's eyelid (needs a per-eye model in the manifest) and report "
+                             "the face's eyelid type: double, single, hybrid (one of each) or unclear")
     add_face_finding_flags(parser)
     parser.add_argument("--smoothing", type=float, default=0.0,
                         help="video: weight of the previous frames in an exponential moving average of each "

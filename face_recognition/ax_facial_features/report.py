@@ -1,7 +1,7 @@
 """Results as JSON records and as the original's console printout."""
 import logging
 
-from face_recognition.ax_facial_features.constants import CLASS_NAMES, MULTI_LABEL_TASKS
+from face_recognition.ax_facial_features.constants import CLASS_NAMES, MULTI_LABEL_TASKS, PER_EYE_ORDER
 
 logger = logging.getLogger(__name__)
 
@@ -15,14 +15,28 @@ def face_record(face, tasks):
     if face.mesh.track_id is not None:
         record["track_id"] = face.mesh.track_id
     for task in tasks:
-        result = face.results[task]
-        entry = {"probs": {name: round(p, 6) for name, p in result.probs.items()}}
-        if task in MULTI_LABEL_TASKS:
-            entry["labels"] = list(result.labels)
-        else:
-            entry["label"] = result.label
-        record[task] = entry
+        record[task] = result_entry(face.results[task])
+    if face.per_eye is not None:
+        # Sorted keys ("left", "right"): the subject's own eyes, whatever side of the image they are on.
+        record["eyelids_per_eye"] = {eye: result_entry(face.per_eye[eye]) for eye in sorted(PER_EYE_ORDER)}
+        record["eyelids_type"] = face.eyelids_type
     return record
+
+
+def result_entry(result):
+    """One task's (or one eye's) JSON entry: probs, label(s), status, the reason when unclear, the unclear score
+    when the model gives one."""
+    entry = {"probs": {name: round(p, 6) for name, p in result.probs.items()}}
+    if result.task in MULTI_LABEL_TASKS:
+        entry["labels"] = list(result.labels)
+    else:
+        entry["label"] = result.label
+    entry["status"] = result.status
+    if result.reason is not None:
+        entry["reason"] = result.reason
+    if result.unclear_score is not None:
+        entry["unclear_score"] = round(result.unclear_score, 6)
+    return entry
 
 
 def image_record(image_name, image_shape, faces, tasks, model_info):
@@ -50,11 +64,20 @@ def log_results(faces, tasks, log=logger):
         for task in tasks:
             log.info(titles[task])
             _log_task(face.results[task], log)
+        if face.per_eye is not None:
+            for eye in PER_EYE_ORDER:
+                log.info(f"Eyelids, subject's {eye} eye")
+                _log_task(face.per_eye[eye], log)
+            log.info(f"Eyelids type (per eye) = {face.eyelids_type}")
+            log.info("")
 
 
 def _log_task(result, log):
     names = CLASS_NAMES[result.task]
     log.info("=" * 62)
+    status = result.status + (f" ({result.reason})" if result.reason else "")
+    score = "" if result.unclear_score is None else f", unclear score {result.unclear_score:.3f}"
+    log.info(f"status = {status}{score}")
     if result.task in MULTI_LABEL_TASKS:
         log.info(f"label_count = {len(names)}")
         for index, name in enumerate(names):
