@@ -40,6 +40,9 @@ def add_data_arguments(parser):
                         help="faces with one double and one single eyelid: excluded, or a [0.5, 0.5] target")
     parser.add_argument("--cache-root", default=crop_cache.DEFAULT_CACHE_ROOT, help="crop / feature cache folder")
     parser.add_argument("--resnet50-weights", default=None, help="ImageNet ResNet50 state dict (torchvision keys)")
+    parser.add_argument("--unclear-heads", action="store_true",
+                        help="add one '<task>_unclear' sigmoid head per task, trained on the annotators' unclear "
+                             "labels (for the plugin's unclear gate)")
 
 
 def add_train_arguments(parser, epochs, lr):
@@ -70,12 +73,13 @@ def train_config(args):
 
 def load_tables(args):
     """{group: table} for every group whose CSV exists (all of them share one crop cache)."""
-    paths = {"eyes": args.eyes_csv, "facial_hair": args.facial_hair_csv}
+    paths = {"eyes": args.eyes_csv, "facial_hair": args.facial_hair_csv, "per_eye": args.eyes_csv}
     tables = {}
     for group in datasets.GROUPS:
         csv_path = paths[group] or os.path.join(args.dataset, datasets.DEFAULT_CSV[group])
         if os.path.isfile(csv_path):
             options = {"hybrid": args.hybrid} if group == "eyes" else {}
+            options["unclear"] = getattr(args, "unclear_heads", False)
             tables[group] = datasets.load_group(group, args.dataset, csv_path, args.images, **options)
     if not tables:
         raise AxError(f"no label CSV found in {args.dataset}")
@@ -125,25 +129,63 @@ def command_finetune(args):
     if weights is None:
         raise AxError("resnet50 needs --resnet50-weights (no ImageNet ResNet50 weights are packaged)")
     spec = FinetuneSpec(backbone=args.backbone, head=args.head, train_stages=args.train_stages,
-                        augmented_views=args.augmented_views, weights=weights)
+                        augmented_views=args.augmented_views, weights=weights, input_downsample=args.input_downsample)
     config = train_config(args)
     run_dir = os.path.join(args.out, f"{args.group}-{args.backbone}-{args.head}-k{args.train_stages}-"
                                      f"{time.strftime('%Y%m%d-%H%M%S')}")
     os.makedirs(run_dir, exist_ok=True)
     prepared = Prepared(tables[args.group], cache, spec, args.seed)
-    cv_report = None
+    cv_report, offsets = None, None
     if args.cv_folds:
         cv_report = cross_validate_finetune(prepared, config, args.cv_folds, args.cv_repeats, args.seed)
-        cv_report["settings"] = {"spec": spec.to_dict(), "train": config.to_dict(), "hybrid": args.hybrid}
+        cv_report["settings"] = {"spec": spec.to_dict(), "train": config.to_dict(), "hybrid": args.hybrid,
+                                 "unclear_heads": args.unclear_heads}
+        out_of_fold = save_out_of_fold(prepared, cv_report.pop("out_of_fold")[0], args.cv_folds, args.seed, run_dir)
+        if args.calibrate:
+            cv_report["calibration"] = calibrate_out_of_fold(out_of_fold, args.cv_folds)
+            offsets = {task: entry["offsets"] for task, entry in cv_report["calibration"].items()}
         write_json_atomic(os.path.join(run_dir, "cv_report.json"), json_ready(cv_report))
         plot_history(cv_report["folds"][0]["history"], os.path.join(run_dir, "cv_fold0_metrics.png"),
                      f"{args.group} CV fold 0 (val = test fold, logged only)")
         print_summary(cv_report["summary"])
+        for task, entry in cv_report.get("calibration", {}).items():
+            print(f"{task} calibrated {entry['metric']}: {entry['calibrated']['mean']:.3f} "
+                  f"[{entry['calibrated']['low']:.3f}, {entry['calibrated']['high']:.3f}] vs uncalibrated "
+                  f"{entry['uncalibrated']['mean']:.3f} (cross-fitted); offsets {entry['offsets']}")
     if not args.no_final:
         paths = train_final(prepared, config, run_dir, args.group, args.val_fraction, args.seed, cv_report,
-                            args.fp16_weights)
+                            args.fp16_weights, offsets)
         for name, path in paths.items():
             print(f"{name}: {path}")
+
+
+def save_out_of_fold(prepared, logits, n_splits, seed, run_dir):
+    """Repeat 0's out-of-fold logits with each row's test fold, targets and masks -> cv_out_of_fold.npz (for the
+    calibration and the unclear gates); returns the arrays as a dict."""
+    import numpy as np
+
+    from scripts.training.cv import repeated_splits
+
+    table, rows = prepared.table, prepared.rows
+    fold_of_row = np.full(len(rows), -1)
+    for _, fold, _, test in repeated_splits(table.strata()[rows], n_splits, 1, seed, prepared.groups):
+        fold_of_row[test] = fold
+    arrays = {"rows": rows, "fold": fold_of_row, "images": np.asarray(table.images)[rows].astype(str),
+              "kinds": table.row_kinds()[rows].astype(str)}
+    for task, task_logits in logits.items():
+        arrays[f"logits/{task}"] = task_logits
+        arrays[f"targets/{task}"] = table.targets[task][rows]
+        arrays[f"mask/{task}"] = table.masks[task][rows]
+    np.savez(os.path.join(run_dir, "cv_out_of_fold.npz"), **arrays)
+    return arrays
+
+
+def calibrate_out_of_fold(arrays, n_splits):
+    from scripts.training.calibration import calibrate, calibrated_tasks
+
+    tasks = [key.split("/", 1)[1] for key in arrays if key.startswith("logits/")]
+    return {task: calibrate(task, arrays[f"logits/{task}"], arrays[f"targets/{task}"], arrays[f"mask/{task}"],
+                            arrays["fold"], n_splits) for task in calibrated_tasks(tasks)}
 
 
 def print_summary(summary):
@@ -154,12 +196,49 @@ def print_summary(summary):
         print(f"{task}: {HEADLINE[task]} {m['mean']:.3f} [95% CI {m['low']:.3f}, {m['high']:.3f}]")
 
 
+def command_gates(args):
+    """Unclear gates from CV runs (their cv_out_of_fold.npz), report JSON, optionally into the manifest."""
+    import json
+
+    import numpy as np
+
+    from scripts.training.gates import gates_from_out_of_fold
+    from scripts.training.install import install_gates
+    from scripts.training.metrics import json_ready
+    from util.file_utils import write_json_atomic
+
+    tables = load_tables(args)
+    cache = crop_cache.open_tables_cache(list(tables.values()), args.cache_root)
+    gates, report = {}, {}
+    for run_dir in args.runs:
+        with open(os.path.join(run_dir, "cv_report.json"), encoding="utf-8") as f:
+            cv_report = json.load(f)
+        n_splits = len({fold["fold"] for fold in cv_report["folds"]})
+        arrays = dict(np.load(os.path.join(run_dir, "cv_out_of_fold.npz")))
+        group = os.path.basename(os.path.normpath(run_dir)).split("-")[0]
+        for task, (gate, task_report) in gates_from_out_of_fold(arrays, cache, tables[group].base_tasks,
+                                                                n_splits).items():
+            gates[task] = gate
+            report[task] = {"run": os.path.basename(os.path.normpath(run_dir)), "gate": gate.to_dict(), **task_report}
+            figures = task_report["gate"]
+            print(f"{task}: unclear gate precision {figures['precision']['mean']:.3f} "
+                  f"[{figures['precision']['low']:.3f}, {figures['precision']['high']:.3f}], recall "
+                  f"{figures['recall']['mean']:.3f} [{figures['recall']['low']:.3f}, {figures['recall']['high']:.3f}]"
+                  f" ({task_report['rows']} rows, {task_report['unclear_fraction']:.0%} unclear)")
+    write_json_atomic(args.report, json_ready(report))
+    print(f"report: {args.report}")
+    if args.install:
+        install_gates({task: {**gate.to_dict(), "cv": json_ready(report[task]["gate"])}
+                       for task, gate in gates.items()})
+        print("gates written into the plugin's manifest")
+
+
 def command_export(args):
     from scripts.training.export import export_and_verify
     from scripts.training.models import load_checkpoint
 
-    model, _ = load_checkpoint(args.checkpoint)
-    report = export_and_verify(model, args.output, args.fp16_weights)
+    model, checkpoint = load_checkpoint(args.checkpoint)
+    report = export_and_verify(model, args.output, args.fp16_weights, checkpoint.get("input_size", 256))
     print(f"{args.output}: outputs {report['output_names']}, max |onnx - torch| {report['max_abs_diff']}")
 
 
@@ -195,7 +274,9 @@ def build_parser():
     finetune = commands.add_parser("finetune", help="fine-tune the last backbone stages + heads, then export")
     add_data_arguments(finetune)
     add_train_arguments(finetune, epochs=30, lr=1e-3)
-    finetune.add_argument("--group", choices=list(datasets.GROUPS), required=True)
+    finetune.add_argument("--group", choices=list(datasets.GROUPS), required=True,
+                          help="eyes (eye band: eyelids + eyelashes), facial_hair (face crop), per_eye (one crop "
+                               "per eye, 128 px: per-eye eyelids)")
     finetune.add_argument("--backbone", choices=list(BACKBONES), default="mobilenet_v2")
     finetune.add_argument("--head", choices=HEADS, default="linear")
     finetune.add_argument("--train-stages", type=int, default=3,
@@ -206,6 +287,11 @@ def build_parser():
     finetune.add_argument("--val-fraction", type=float, default=0.0,
                           help="final fit: part of the faces kept for validation curves (0: train on all)")
     finetune.add_argument("--no-final", action="store_true", help="CV estimate only")
+    finetune.add_argument("--input-downsample", type=int, choices=(1, 2), default=1,
+                          help="average-pool the crop inside the network (2: 256 -> 128, ~4x cheaper)")
+    finetune.add_argument("--calibrate", action="store_true",
+                          help="decision offsets chosen on the CV's out-of-fold predictions (cross-fitted "
+                               "estimate reported) and built into the exported model")
     finetune.add_argument("--out", default=DEFAULT_RUNS)
     add_fp16_argument(finetune)
     finetune.set_defaults(run=command_finetune)
@@ -215,6 +301,13 @@ def build_parser():
     export.add_argument("--output", required=True)
     add_fp16_argument(export)
     export.set_defaults(run=command_export)
+    gates = commands.add_parser("gates", help="fit the unclear gates on finetune runs made with --unclear-heads")
+    add_data_arguments(gates)
+    gates.add_argument("--runs", nargs="+", required=True, help="finetune run folders (with cv_out_of_fold.npz)")
+    gates.add_argument("--report", default=os.path.join(DEFAULT_RUNS, "unclear_gates.json"))
+    gates.add_argument("--install", action="store_true", help="write the gates into the plugin's manifest")
+    gates.set_defaults(run=command_gates)
+
     install = commands.add_parser("install", help="copy an exported ONNX into the plugin and update its manifest")
     install.add_argument("--onnx", required=True)
     install.add_argument("--group", choices=list(datasets.GROUPS), required=True)

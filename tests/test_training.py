@@ -330,3 +330,132 @@ def test_fp16_weights_export_halves_the_file(tmp_path):
     report = export_and_verify(model, half, fp16_weights=True)  # raises above TOLERANCE[True]
     assert os.path.getsize(half) < 0.6 * os.path.getsize(full)
     assert report["non_standard_ops"] == [] and max(report["max_abs_diff"].values()) <= TOLERANCE[True]
+
+
+# --- unclear targets, per-eye rows, grouped folds, calibration, gates, reduced-input export -------------------
+
+EYE_HEADER = ["image", "eyelid_img_left", "eyelid_img_right", "eyelashes", "race"]
+
+
+def test_unclear_targets_follow_the_annotators(tmp_path):
+    csv_path, images = write_dataset(tmp_path, [
+        ["a.jpg", "double", "double", "dense", "x"], ["b.jpg", "unclear", "single", "unclear", "x"],
+        ["c.jpg", "", "double", "moderate", "y"]], EYE_HEADER)
+    table = EyeLabels.load(csv_path, images, unclear=True)
+    assert table.tasks == (EYELIDS, EYELASHES, "eyelids_unclear", "eyelashes_unclear")
+    assert table.targets["eyelids_unclear"][:, 0].tolist() == [0, 1, 0]
+    assert table.masks["eyelids_unclear"].tolist() == [True, True, False]  # c: one eye not judged at all
+    assert table.targets["eyelashes_unclear"][:, 0].tolist() == [0, 1, 0]
+    assert len(set(table.strata())) == len(set(EyeLabels.load(csv_path, images).strata()))  # main tasks only
+    hair_csv, hair_images = write_dataset(tmp_path, [
+        ["a.jpg", "1", "0", "1", "ok"], ["b.jpg", "0", "0", "0", "unclear"], ["c.jpg", "1", "1", "0", "disputed"]],
+        ["image", "moustache", "beard", "mouth_side_hair", "status"])
+    hair = FacialHairLabels.load(hair_csv, hair_images, unclear=True)
+    assert hair.targets["facial_hair_unclear"][:, 0].tolist() == [0, 1, 0]
+    assert hair.masks["facial_hair_unclear"].tolist() == [True, True, False]
+
+
+def test_per_eye_rows_map_image_sides_to_the_subjects_eyes(tmp_path):
+    from scripts.training.datasets import PerEyeLabels
+
+    csv_path, images = write_dataset(tmp_path, [["a.jpg", "double", "single", "dense", "x"],
+                                                ["b.jpg", "unclear", "double", "sparse", "y"]], EYE_HEADER)
+    table = PerEyeLabels.from_eye_table(EyeLabels.load(csv_path, images), unclear=True)
+    assert list(table.images) == ["a.jpg", "b.jpg", "a.jpg", "b.jpg"]
+    # the image-left eye is the subject's right eye
+    assert list(table.columns["eye"]) == ["right", "right", "left", "left"]
+    assert list(table.column("eyelid")) == ["double", "unclear", "single", "double"]
+    assert list(table.row_kinds()) == ["eye_right", "eye_right", "eye_left", "eye_left"]
+    assert table.hard_labels("per_eye_eyelid").tolist() == [0, -1, 1, 0]
+    assert table.targets["per_eye_eyelid_unclear"][:, 0].tolist() == [0, 1, 0, 0]
+    assert list(table.column("race")) == ["x", "y", "x", "y"]
+    assert np.array_equal(table.flipped().targets["per_eye_eyelid"], table.targets["per_eye_eyelid"])
+
+
+def test_grouped_folds_keep_both_eyes_of_a_photo_together():
+    rng = np.random.default_rng(0)
+    groups = np.repeat(np.arange(60), 2)
+    strata = rng.choice(["double", "single", "unclear"], size=120, p=[0.6, 0.1, 0.3])
+    splits = repeated_splits(strata, n_splits=5, n_repeats=2, seed=0, groups=groups)
+    for _, _, train, test in splits:
+        assert not set(groups[train]) & set(groups[test])
+    tested = np.concatenate([test for repeat, _, _, test in splits if repeat == 0])
+    assert sorted(tested.tolist()) == list(range(120))
+
+
+def test_roc_auc_matches_pairwise_counting():
+    rng = np.random.default_rng(1)
+    scores, truth = rng.integers(0, 5, 40).astype(float), rng.random(40) < 0.4
+    pairs = [(1.0 if p > n else 0.5 if p == n else 0.0) for p in scores[truth] for n in scores[~truth]]
+    assert metrics.roc_auc(scores, truth) == pytest.approx(np.mean(pairs))
+    assert np.isnan(metrics.roc_auc(scores, np.zeros(40, bool)))
+
+
+def test_calibration_offsets_fix_a_biased_multi_label_model():
+    from scripts.training.calibration import calibrate, fit_offsets
+
+    rng = np.random.default_rng(0)
+    targets = (rng.random((600, 3)) < 0.15).astype(np.float32)
+    # informative logits pushed up by +2: many false positives at 0.5, costly for the Hamming score
+    logits = (targets * 2 - 1) * 1.5 + rng.normal(0, 1, targets.shape) + 2.0
+    offsets = fit_offsets(FACIAL_HAIR, logits, targets)
+    assert np.all(offsets < -1.0)
+    before = metrics.hamming_score(targets, logits >= 0)
+    assert metrics.hamming_score(targets, logits + offsets >= 0) > before + 0.1
+    report = calibrate(FACIAL_HAIR, logits, targets, np.ones(600, bool), np.arange(600) % 5, 5)
+    assert report["calibrated"]["mean"] > report["uncalibrated"]["mean"]
+    assert report["uncalibrated"]["mean"] == pytest.approx(before, abs=0.05)
+
+
+def test_logit_offsets_and_input_downsample_reach_the_onnx_file(tmp_path):
+    from scripts.training.export import export_and_verify
+    from scripts.training.models import load_checkpoint, save_checkpoint
+    from util.backend import create_backend
+
+    backbone = backbones.build_backbone("mobilenet_v2", weights=None, input_downsample=2)
+    model = MultiHeadModel(backbone, build_heads((FACIAL_HAIR, "facial_hair_unclear"), backbone.feature_dim,
+                                                 "linear")).eval()
+    x = np.random.default_rng(0).standard_normal((2, 3, 256, 256)).astype(np.float32)
+    with torch.no_grad():
+        plain = model(torch.from_numpy(x))
+        model.set_logit_offsets({FACIAL_HAIR: [-1.0, 0.0, 2.0]})
+        shifted = model(torch.from_numpy(x))
+    assert torch.allclose(shifted[FACIAL_HAIR] - plain[FACIAL_HAIR], torch.tensor([-1.0, 0.0, 2.0]), atol=1e-5)
+    # the pooled input: a 256 crop costs a 128 forward, and equals the network fed the 2x2-averaged crop
+    with torch.no_grad():
+        pooled = torch.nn.functional.avg_pool2d(torch.from_numpy(x), 2)
+        direct = backbone.forward_stages(torch.from_numpy(x))
+        backbone.input_downsample = 1
+        assert torch.allclose(direct, backbone.forward_stages(pooled), atol=1e-5)
+        backbone.input_downsample = 2
+    path = str(tmp_path / "hair.onnx")
+    report = export_and_verify(model, path)
+    assert report["output_names"] == [FACIAL_HAIR, "facial_hair_unclear"]
+    outputs = create_backend(path, force_onnx=True).predict(x)
+    assert outputs[1].shape == (2, 1) and np.allclose(outputs[0], torch.sigmoid(shifted[FACIAL_HAIR]), atol=1e-4)
+    checkpoint = str(tmp_path / "model.pt")
+    save_checkpoint(checkpoint, model, "facial_hair", "mobilenet_v2", "linear", {})
+    loaded, meta = load_checkpoint(checkpoint)
+    assert meta["input_downsample"] == 2 and meta["tasks"] == [FACIAL_HAIR, "facial_hair_unclear"]
+    with torch.no_grad():
+        assert torch.allclose(loaded(torch.from_numpy(x))[FACIAL_HAIR], shifted[FACIAL_HAIR], atol=1e-5)
+
+
+def test_gate_fit_separates_closed_eyes_and_reports_the_reason():
+    from face_recognition.ax_facial_features.unclear import EYE_OPENNESS, REASONS, Gate
+    from scripts.training.gates import fit_gate, gate_report
+
+    rng = np.random.default_rng(0)
+    n = 400
+    unclear = rng.random(n) < 0.3
+    # signals: model logit (weakly informative), openness (low when unclear), width, |yaw|, |pitch|
+    x = np.column_stack([rng.normal(0, 1, n) + unclear * 0.5, np.where(unclear, 0.05, 0.3) + rng.normal(0, 0.03, n),
+                         rng.normal(7, 0.3, n), rng.uniform(0, 20, n), rng.uniform(0, 20, n)])
+    gate = fit_gate("eyelids", x, unclear.astype(int))
+    closed = dict(zip(gate.features, [0.0, 0.04, 7.0, 5.0, 5.0]))
+    open_eye = dict(zip(gate.features, [0.0, 0.32, 7.0, 5.0, 5.0]))
+    assert gate.decide(closed)[:2] == ("unclear", REASONS[EYE_OPENNESS])
+    assert gate.decide(open_eye)[0] == "ok"
+    assert Gate.from_dict(gate.to_dict()) == gate
+    _, report = gate_report("eyelids", x, unclear.astype(int), np.arange(n) % 5, 5)
+    assert report["gate"]["precision"]["mean"] > 0.9 and report["gate"]["recall"]["mean"] > 0.9

@@ -91,6 +91,9 @@ class Backbone(nn.Module):
 
     feature_dim = 0
     ignored_checkpoint_prefixes = ()  # the ImageNet classifier, replaced by our heads
+    # Average-pool the input by this factor first: a 256x256 crop of a 224 px portrait holds little more than
+    # 128x128 of real detail, and the network costs ~4x less at half the side (the ONNX input stays 256x256).
+    input_downsample = 1
 
     def stages(self):
         raise NotImplementedError
@@ -101,6 +104,8 @@ class Backbone(nn.Module):
     def forward_stages(self, x, start=0, stop=None):
         """Run stages[start:stop]; start=0 also applies the input adapter."""
         if start == 0:
+            if self.input_downsample > 1:
+                x = F.avg_pool2d(x, self.input_downsample)
             x = self.adapt_input(x)
         for stage in self.stages()[start:stop]:
             x = stage(x)
@@ -280,12 +285,13 @@ def default_weights_path(name):
     return locate() if locate else None
 
 
-def build_backbone(name, weights="imagenet"):
+def build_backbone(name, weights="imagenet", input_downsample=1):
     """A backbone in eval mode. ``weights``: "imagenet" (packaged file), a path to a .pth state dict, or None
-    (random init, for tests)."""
+    (random init, for tests). ``input_downsample``: average-pooling factor applied to the input first."""
     if name not in BACKBONES:
         raise ValueError(f"unknown backbone {name!r}; choose from {sorted(BACKBONES)}")
     backbone = BACKBONES[name][0]()
+    backbone.input_downsample = int(input_downsample)
     if weights == "imagenet":
         weights = default_weights_path(name)
         if weights is None:

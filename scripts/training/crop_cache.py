@@ -81,8 +81,38 @@ class CropCache:
         self.found = np.isfinite(self.landmarks[:, 0, 0])
 
     def crops(self, kind):
-        """(N, 256, 256, 3) uint8 memory map of one crop kind."""
+        """(N, S, S, 3) uint8 memory map of one crop kind (S = crops.crop_size(kind)). Kinds beyond the eye band
+        and the face (the per-eye crops) are cut from the stored landmarks on first use."""
+        if kind not in CROP_KINDS:
+            self._ensure_extra_kind(kind)
         return np.load(os.path.join(self.path, f"{kind}.npy"), mmap_mode="r")
+
+    def _extra_kind_probe(self, kind):
+        """Hash of the kind's crop of the first detected face: a change of its geometry rebuilds the array."""
+        row = int(np.flatnonzero(self.found)[0])
+        crop = crops.make_crop(imread(self.image_path(row)), self.landmarks[row], kind).image
+        return hashlib.sha256(crop.tobytes()).hexdigest()[:12]
+
+    def _ensure_extra_kind(self, kind):
+        record_path = os.path.join(self.path, "extra_kinds.json")
+        record = {}
+        if os.path.isfile(record_path):
+            with open(record_path, encoding="utf-8") as f:
+                record = json.load(f)
+        probe = self._extra_kind_probe(kind)
+        if record.get(kind) == probe and os.path.isfile(os.path.join(self.path, f"{kind}.npy")):
+            return
+        size, started = crops.crop_size(kind), time.time()
+        tmp = os.path.join(self.path, f"{kind}.tmp.npy")
+        array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(self.names), size, size, 3))
+        for row in np.flatnonzero(self.found):
+            array[row] = crops.make_crop(imread(self.image_path(row)), self.landmarks[row], kind).image
+        array.flush()
+        del array
+        os.replace(tmp, os.path.join(self.path, f"{kind}.npy"))
+        record[kind] = probe
+        write_json_atomic(record_path, record)
+        logger.info("crop cache: %s crops of %d faces in %.0f s", kind, int(self.found.sum()), time.time() - started)
 
     def rows(self, names):
         """Cache rows of ``names`` (-1 for names not in the cache)."""

@@ -21,25 +21,39 @@ def stratified_kfold(strata, n_splits, seed):
     return [np.sort(np.array(f, dtype=np.int64)) for f in folds]
 
 
-def repeated_splits(strata, n_splits=5, n_repeats=3, seed=0):
-    """[(repeat, fold, train positions, test positions)]; repeat r uses seed ``seed + r``."""
+def grouped_stratified_kfold(strata, groups, n_splits, seed):
+    """As ``stratified_kfold``, but rows of one group (e.g. both eyes of a photo) always share a fold; a group's
+    stratum is the combination of its rows' strata."""
+    groups, strata = np.asarray(groups), np.asarray(strata).astype(str)
+    names, inverse = np.unique(groups, return_inverse=True)
+    group_strata = ["|".join(sorted(strata[inverse == g])) for g in range(len(names))]
+    return [np.sort(np.flatnonzero(np.isin(inverse, fold))) for fold in stratified_kfold(group_strata, n_splits,
+                                                                                          seed)]
+
+
+def repeated_splits(strata, n_splits=5, n_repeats=3, seed=0, groups=None):
+    """[(repeat, fold, train positions, test positions)]; repeat r uses seed ``seed + r``. ``groups``: rows with
+    the same value stay in one fold (None, or all distinct: plain stratified folds)."""
     everything = np.arange(len(strata))
+    grouped = groups is not None and len(set(np.asarray(groups).tolist())) < len(strata)
     splits = []
     for repeat in range(n_repeats):
-        for fold, test in enumerate(stratified_kfold(strata, n_splits, seed + repeat)):
+        folds = (grouped_stratified_kfold(strata, groups, n_splits, seed + repeat) if grouped
+                 else stratified_kfold(strata, n_splits, seed + repeat))
+        for fold, test in enumerate(folds):
             splits.append((repeat, fold, np.setdiff1d(everything, test), test))
     return splits
 
 
 def cross_validate(build_model, source, rows, strata, config, n_splits=5, n_repeats=3, seed=0, log_test_curves=False,
-                   on_fold=None):
+                   on_fold=None, groups=None):
     """Train a fresh model per fold on the other folds (fixed epochs: no selection on the test fold) and score
     it on the test fold. ``build_model()`` -> (model, trainable trunk params). ``log_test_curves`` keeps the
     per-epoch test-fold metrics in the record ("history"), for plots only. Returns the fold records and the
-    out-of-fold logits of each repeat."""
+    out-of-fold logits of each repeat. ``groups`` (per row): rows sharing a value stay in one fold."""
     rows = np.asarray(rows)
     records, out_of_fold = [], {}
-    for repeat, fold, train, test in repeated_splits(strata, n_splits, n_repeats, seed):
+    for repeat, fold, train, test in repeated_splits(strata, n_splits, n_repeats, seed, groups):
         model, trainable = build_model()
         history = fit(model, source, rows[train], config, trainable_trunk_params=trainable,
                       val_rows=rows[test] if log_test_curves else None)

@@ -8,6 +8,12 @@ The mask is False where a task has no usable label (unclear, disputed, missing).
 
 A horizontal flip mirrors the face: per-eye columns (image-left / image-right) swap, face-level labels stay
 (``flipped()``).
+
+Option ``unclear=True`` adds one binary target per task, ``<task>_unclear`` (constants.UNCLEAR_OUTPUTS): 1 where
+the annotators marked the task unclear, 0 where they gave a label, masked out where they disagreed (disputed).
+
+``PerEyeLabels`` has one row per eye (two per photo), for the per-eye eyelid model: its rows' crop kinds differ
+(``row_kinds``), and cross-validation must keep both eyes of a photo in one fold (``split_groups``).
 """
 import csv
 import logging
@@ -16,7 +22,8 @@ import os
 import numpy as np
 
 from face_recognition.ax_facial_features.constants import (
-    CLASS_NAMES, EYE_BAND, EYELASHES, EYELIDS, FACE, FACIAL_HAIR, MULTI_LABEL_TASKS)
+    CLASS_NAMES, EYE_BAND, EYE_CROP_KINDS, EYELASHES, EYELIDS, FACE, FACIAL_HAIR, PER_EYE_EYELID, SIGMOID_OUTPUTS,
+    SUBJECT_LEFT, SUBJECT_RIGHT, UNCLEAR_OUTPUTS)
 from util.errors import InputError
 
 logger = logging.getLogger(__name__)
@@ -72,6 +79,12 @@ class LabelTable:
         self.images_dir = images_dir
         self.options = dict(options or {})
         self.targets, self.masks = self._derive_targets()
+        self.base_tasks = type(self).tasks
+        if self.options.get("unclear"):
+            self.tasks = self.base_tasks + tuple(UNCLEAR_OUTPUTS[t] for t in self.base_tasks)
+            for task in self.base_tasks:
+                unclear, mask = self._unclear_targets(task)
+                self.targets[UNCLEAR_OUTPUTS[task]], self.masks[UNCLEAR_OUTPUTS[task]] = unclear[:, None], mask
 
     @classmethod
     def load(cls, csv_path, images_dir, allow_holdout=False, **options):
@@ -112,6 +125,14 @@ class LabelTable:
                 columns[a], columns[b] = self.columns[b], self.columns[a]
         return type(self)(columns, self.images_dir, self.options)
 
+    def row_kinds(self):
+        """Crop kind of each row (one kind for the whole table, except per-eye tables)."""
+        return np.full(len(self), self.crop_kind, dtype=object)
+
+    def split_groups(self):
+        """Rows that must stay in one cross-validation fold share a group (here: one row per photo)."""
+        return np.asarray(self.images)
+
     def hard_labels(self, task):
         return hard_labels(self.targets[task], self.masks[task])
 
@@ -120,10 +141,11 @@ class LabelTable:
         return np.flatnonzero(np.any([self.masks[t] for t in self.tasks], axis=0))
 
     def strata(self, tasks=None):
-        """Stratification key per row: the combination of the rows' labels over ``tasks`` (default: all)."""
+        """Stratification key per row: the combination of the rows' labels over ``tasks`` (default: the main
+        tasks, not the unclear ones)."""
         keys = []
-        for task in tasks or self.tasks:
-            if task in MULTI_LABEL_TASKS:
+        for task in tasks or self.base_tasks:
+            if task in SIGMOID_OUTPUTS:
                 bits = (self.targets[task] > 0.5).astype(int) @ (1 << np.arange(self.targets[task].shape[1]))
                 keys.append(np.where(self.masks[task], bits, -1))
             else:
@@ -136,6 +158,10 @@ class LabelTable:
         return dict(zip(CLASS_NAMES[task], self.targets[task][self.masks[task]].sum(axis=0).round(1).tolist()))
 
     def _derive_targets(self):
+        raise NotImplementedError
+
+    def _unclear_targets(self, task):
+        """(0/1 unclear per row, mask of rows whose clarity the annotators settled)."""
         raise NotImplementedError
 
 
@@ -175,6 +201,51 @@ class EyeLabels(LabelTable):
         eyelashes = one_hot_rows(self.column("eyelashes"), list(CLASS_NAMES[EYELASHES]))
         return {EYELIDS: eyelids[0], EYELASHES: eyelashes[0]}, {EYELIDS: eyelids[1], EYELASHES: eyelashes[1]}
 
+    def _unclear_targets(self, task):
+        if task == EYELIDS:  # the face-level answer is unclear as soon as one eye is
+            left, right = self.column("eyelid_img_left"), self.column("eyelid_img_right")
+            either = (left == "unclear") | (right == "unclear")
+            judged = np.isin(left, EYELID_ANSWERS) & np.isin(right, EYELID_ANSWERS)
+            return either.astype(np.float32), judged
+        values = self.column("eyelashes")
+        return (values == "unclear").astype(np.float32), np.isin(values, CLASS_NAMES[EYELASHES] + ("unclear",))
+
+
+EYELID_ANSWERS = CLASS_NAMES[EYELIDS] + ("unclear",)
+
+
+class PerEyeLabels(LabelTable):
+    """One row per eye, made from the eye CSV (``from_eye_table``): columns image, eye (the SUBJECT's "right" =
+    the CSV's eyelid_img_left, "left" = eyelid_img_right), eyelid (double|single|unclear), plus the photo's other
+    columns (race, gender, age). Each row is fed the crop of its own eye (``row_kinds``), both in one canonical
+    orientation, so a flip changes no label."""
+
+    tasks = (PER_EYE_EYELID,)
+    crop_kind = "eye"  # the manifest's name for "one crop per eye" (kinds EYE_CROP_KINDS)
+    label_columns = ("eyelid",)
+    CSV_COLUMN_OF_EYE = {SUBJECT_RIGHT: "eyelid_img_left", SUBJECT_LEFT: "eyelid_img_right"}
+
+    @classmethod
+    def from_eye_table(cls, eye_table, **options):
+        n = len(eye_table)
+        columns = {name: np.concatenate([values, values]) for name, values in eye_table.columns.items()
+                   if name not in cls.CSV_COLUMN_OF_EYE.values()}
+        columns["eye"] = np.array([SUBJECT_RIGHT] * n + [SUBJECT_LEFT] * n, dtype=object)
+        columns["eyelid"] = np.concatenate([eye_table.column(cls.CSV_COLUMN_OF_EYE[SUBJECT_RIGHT]),
+                                            eye_table.column(cls.CSV_COLUMN_OF_EYE[SUBJECT_LEFT])])
+        return cls(columns, eye_table.images_dir, {**eye_table.options, **options})
+
+    def row_kinds(self):
+        return np.array([EYE_CROP_KINDS[eye] for eye in self.columns["eye"]], dtype=object)
+
+    def _derive_targets(self):
+        eyelid = one_hot_rows(self.column("eyelid"), list(CLASS_NAMES[PER_EYE_EYELID]))
+        return {PER_EYE_EYELID: eyelid[0]}, {PER_EYE_EYELID: eyelid[1]}
+
+    def _unclear_targets(self, task):
+        values = self.column("eyelid")
+        return (values == "unclear").astype(np.float32), np.isin(values, EYELID_ANSWERS)
+
 
 class FacialHairLabels(LabelTable):
     """labels_facial_hair.csv format: image, moustache, beard, mouth_side_hair (0|1); optional status (only "ok"
@@ -191,14 +262,21 @@ class FacialHairLabels(LabelTable):
         targets = np.where(valid[:, None], values == "1", False).astype(np.float32)
         return {FACIAL_HAIR: targets}, {FACIAL_HAIR: valid}
 
+    def _unclear_targets(self, task):
+        status = self.column("status", "ok")
+        return (status == "unclear").astype(np.float32), np.isin(status, ("ok", "unclear"))
 
-# Task groups: one network each (the eye model has two heads on a shared backbone).
-GROUPS = {"eyes": EyeLabels, "facial_hair": FacialHairLabels}
-DEFAULT_CSV = {"eyes": "labels_eyes.csv", "facial_hair": "labels_facial_hair.csv"}
+
+# Task groups: one network each (the eye model has two heads on a shared backbone; the per-eye model reads the
+# eye CSV, one row per eye).
+GROUPS = {"eyes": EyeLabels, "facial_hair": FacialHairLabels, "per_eye": PerEyeLabels}
+DEFAULT_CSV = {"eyes": "labels_eyes.csv", "facial_hair": "labels_facial_hair.csv", "per_eye": "labels_eyes.csv"}
 
 
 def load_group(group, dataset_dir=None, csv_path=None, images_dir=None, **options):
     """Load a task group's table from ``dataset_dir`` (images/ + the default CSV name) or explicit paths."""
     csv_path = csv_path or os.path.join(dataset_dir, DEFAULT_CSV[group])
     images_dir = images_dir or os.path.join(dataset_dir, "images")
+    if group == "per_eye":
+        return PerEyeLabels.from_eye_table(EyeLabels.load(csv_path, images_dir), **options)
     return GROUPS[group].load(csv_path, images_dir, **options)

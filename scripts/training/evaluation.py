@@ -3,17 +3,23 @@
 Unlike cross-validation on cached crops, this runs ``FacialFeatures.process`` exactly as users do, so it measures
 detection misses and the shipped models together. Per task: the seed's metrics with 95 % bootstrap intervals,
 a confusion matrix (single-label) or per-label counts (multi-label), the same split by each group column of the
-CSV (e.g. FairFace race, gender, age), and the faces the detector missed.
+CSV (e.g. FairFace race, gender, age), and the faces the detector missed. Each task's figures count every labelled
+face, including those the plugin marks unclear; ``unclear`` gives them again over the faces it calls clear (status
+ok), with the coverage (fraction kept). With a per-eye analyser, ``per_eye`` scores each eye, the face's eyelid
+type (double / single / hybrid) and its agreement with the face-level eyelids model.
 """
 import logging
 import time
 
 import numpy as np
 
-from face_recognition.ax_facial_features.constants import CLASS_NAMES, EYELIDS, MULTI_LABEL_TASKS
+from face_recognition.ax_facial_features.constants import (
+    CLASS_NAMES, EYELID_TYPES, EYELIDS, MULTI_LABEL_TASKS, STATUS_OK, STATUS_UNCLEAR, SUBJECT_LEFT, SUBJECT_RIGHT)
+from face_recognition.ax_facial_features.pipeline import eyelid_type_of_labels
 from scripts.training.crop_cache import select_face
 from scripts.training.datasets import GROUPS, face_eyelid_label
-from scripts.training.metrics import HEADLINE, bootstrap_interval, json_ready, task_metrics
+from scripts.training.metrics import (
+    HEADLINE, accuracy, balanced_accuracy, bootstrap_interval, json_ready, task_metrics)
 from util.errors import AxError
 from util.image_utils import imread
 
@@ -21,6 +27,8 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_GROUP_COLUMNS = ("race", "gender", "age")
 _EPS = 1e-7
+# labels_eyes.csv names each eye by its image side: the eye on the image's left is the subject's right eye.
+EYE_LABEL_COLUMNS = {SUBJECT_RIGHT: "eyelid_img_left", SUBJECT_LEFT: "eyelid_img_right"}
 
 
 def probabilities_to_logits(task, probabilities):
@@ -30,8 +38,20 @@ def probabilities_to_logits(task, probabilities):
     return np.log(p / (1 - p)) if task in MULTI_LABEL_TASKS else np.log(p)
 
 
+def face_summary(face):
+    """What evaluation keeps of a face (not its crops): per task the probability vector and whether the plugin
+    calls the answer clear; with per-eye results, the same per eye and the face's eyelid type."""
+    summary = {"probs": {task: np.array(list(r.probs.values())) for task, r in face.results.items()},
+               "clear": {task: r.status == STATUS_OK for task, r in face.results.items()}}
+    if face.per_eye is not None:
+        summary["per_eye"] = {eye: np.array(list(r.probs.values())) for eye, r in face.per_eye.items()}
+        summary["per_eye_clear"] = {eye: r.status == STATUS_OK for eye, r in face.per_eye.items()}
+        summary["eyelids_type"] = face.eyelids_type
+    return summary
+
+
 def predict_labelled_faces(analyser, image_paths, progress=None):
-    """{image path: {task: probability vector}} for the labelled face of each image, or None when no face."""
+    """{image path: face_summary} for the labelled face of each image, or None when no face."""
     predictions = {}
     for index, path in enumerate(image_paths):
         try:
@@ -42,8 +62,7 @@ def predict_labelled_faces(analyser, image_paths, progress=None):
             predictions[path] = None
             continue
         chosen = select_face([face.mesh.landmarks for face in faces], image.shape)
-        predictions[path] = None if chosen is None else {
-            task: np.array(list(result.probs.values())) for task, result in faces[chosen].results.items()}
+        predictions[path] = None if chosen is None else face_summary(faces[chosen])
         if progress:
             progress(index + 1, len(image_paths))
     return predictions
@@ -90,10 +109,12 @@ def evaluate_task(task, table, predictions, group_columns, n_resamples=1000, see
               "missed_images": missed}
     if not scored:
         return report
-    probabilities = np.stack([predictions[paths[row]][task] for row in scored])
+    probabilities = np.stack([predictions[paths[row]]["probs"][task] for row in scored])
     targets = np.asarray(targets_all)[scored]
     report["overall"] = _metrics_with_intervals(task, probabilities, targets, n_resamples, seed)
     report["confusion"] = confusion_matrix(task, probabilities, targets)
+    clear = np.array([predictions[paths[row]]["clear"][task] for row in scored])
+    report["unclear"] = clear_only_report(task, probabilities, targets, clear, n_resamples, seed)
     report["groups"] = {}
     for column in group_columns:
         if column not in table.columns:
@@ -113,6 +134,96 @@ def evaluate_task(task, table, predictions, group_columns, n_resamples=1000, see
     return report
 
 
+def clear_only_report(task, probabilities, targets, clear, n_resamples=1000, seed=0):
+    """The task's metrics over the faces (or eyes) the plugin calls clear, and the coverage: fraction kept."""
+    clear = np.asarray(clear, dtype=bool)
+    report = {"unclear": int((~clear).sum()), "clear": int(clear.sum()),
+              "coverage": float(clear.mean()) if len(clear) else None}
+    if clear.sum() >= 2:
+        report["overall"] = _metrics_with_intervals(task, probabilities[clear], targets[clear], n_resamples, seed)
+        report["confusion"] = confusion_matrix(task, probabilities[clear], targets[clear])
+    return report
+
+
+def per_eye_report(table, predictions, n_resamples=1000, seed=0):
+    """Per-eye eyelids: each eye against its own label (double / single only), the face's type against the CSV's
+    face label (double / single / hybrid), and agreement of that type with the face-level eyelids model."""
+    faces = [predictions.get(table.image_path(row)) for row in range(len(table))]
+    faces = [face if face is not None and "per_eye" in face else None for face in faces]
+    return {"eyes": _per_eye_eyes(table, faces, n_resamples, seed),
+            "face_type": _per_eye_face_type(table, faces, n_resamples, seed),
+            "agreement_with_face_model": _per_eye_agreement(faces, n_resamples, seed)}
+
+
+def _per_eye_eyes(table, faces, n_resamples, seed):
+    probabilities, targets, clear = [], [], []
+    for row, face in enumerate(faces):
+        for eye, column in EYE_LABEL_COLUMNS.items():
+            label = table.column(column)[row]
+            if face is not None and label in CLASS_NAMES[EYELIDS]:
+                probabilities.append(face["per_eye"][eye])
+                targets.append(CLASS_NAMES[EYELIDS].index(label))
+                clear.append(face["per_eye_clear"][eye])
+    report = {"scored": len(targets)}
+    if len(targets) >= 2:
+        probabilities, targets = np.stack(probabilities), np.asarray(targets)
+        # Per-eye answers are double / single like the face-level eyelids: the same metrics apply.
+        report["overall"] = _metrics_with_intervals(EYELIDS, probabilities, targets, n_resamples, seed)
+        report["confusion"] = confusion_matrix(EYELIDS, probabilities, targets)
+        report["unclear"] = clear_only_report(EYELIDS, probabilities, targets, clear, n_resamples, seed)
+    return report
+
+
+def _type_metrics(truth, predicted, n_resamples, seed):
+    """Accuracy and balanced accuracy (with bootstrap intervals) and confusion of face eyelid types."""
+    classes = len(EYELID_TYPES)
+    report = {"count": len(truth)}
+    if len(truth) < 2:
+        return report
+    for name, metric in (("accuracy", accuracy),
+                         ("balanced_accuracy", lambda t, p: balanced_accuracy(t, p, classes))):
+        estimate, low, high = bootstrap_interval(metric, [truth, predicted], n_resamples=n_resamples, seed=seed)
+        report[name], report[f"{name}_ci95"] = estimate, [low, high]
+    matrix = np.zeros((classes, classes), dtype=int)
+    for t, p in zip(truth, predicted):
+        matrix[t, p] += 1
+    report["confusion"] = {"rows_true_cols_predicted": list(EYELID_TYPES), "matrix": matrix.tolist()}
+    return report
+
+
+def _per_eye_face_type(table, faces, n_resamples, seed):
+    """All faces: the type from the two eyes' labels whatever their status; clear only: faces whose type is not
+    unclear (both eyes clear)."""
+    truth, from_labels, reported = [], [], []
+    for row, face in enumerate(faces):
+        label = face_eyelid_label(table.column("eyelid_img_left")[row], table.column("eyelid_img_right")[row])
+        if face is None or label is None:
+            continue
+        truth.append(EYELID_TYPES.index(label))
+        eye_labels = [CLASS_NAMES[EYELIDS][int(np.argmax(face["per_eye"][eye]))] for eye in EYE_LABEL_COLUMNS]
+        from_labels.append(EYELID_TYPES.index(eyelid_type_of_labels(*eye_labels)))
+        reported.append(face["eyelids_type"])
+    truth, from_labels = np.asarray(truth, dtype=int), np.asarray(from_labels, dtype=int)
+    clear = np.array([t != STATUS_UNCLEAR for t in reported], dtype=bool)
+    return {"all": _type_metrics(truth, from_labels, n_resamples, seed),
+            "clear_only": _type_metrics(truth[clear], from_labels[clear], n_resamples, seed),
+            "coverage": float(clear.mean()) if len(clear) else None}
+
+
+def _per_eye_agreement(faces, n_resamples, seed):
+    """Fraction of faces where the per-eye type (double or single: clear and not hybrid) equals the face-level
+    eyelids model's label. Needs no labels: every detected face counts."""
+    agree = [face["eyelids_type"] == CLASS_NAMES[EYELIDS][int(np.argmax(face["probs"][EYELIDS]))]
+             for face in faces if face is not None and EYELIDS in face["probs"]
+             and face["eyelids_type"] in CLASS_NAMES[EYELIDS]]
+    report = {"faces": len(agree)}
+    if len(agree) >= 2:
+        estimate, low, high = bootstrap_interval(np.mean, [np.asarray(agree, dtype=float)],
+                                                 n_resamples=n_resamples, seed=seed)
+        report["agreement"], report["agreement_ci95"] = estimate, [low, high]
+    return report
+
+
 def hybrid_eyelid_report(table, predictions):
     """Faces whose eyes were labelled one double and one single: not scored (the face model has no hybrid
     class); what it predicts for them is reported."""
@@ -120,7 +231,8 @@ def hybrid_eyelid_report(table, predictions):
         table.columns.get("eyelid_img_left", [""] * len(table))[row],
         table.columns.get("eyelid_img_right", [""] * len(table))[row]) == "hybrid"]
     predicted = [predictions.get(table.image_path(row)) for row in hybrid_rows]
-    labels = [CLASS_NAMES[EYELIDS][int(np.argmax(p[EYELIDS]))] for p in predicted if p is not None and EYELIDS in p]
+    labels = [CLASS_NAMES[EYELIDS][int(np.argmax(p["probs"][EYELIDS]))] for p in predicted
+              if p is not None and EYELIDS in p["probs"]]
     return {"faces": len(hybrid_rows), "predicted": {name: labels.count(name) for name in CLASS_NAMES[EYELIDS]}}
 
 
@@ -139,5 +251,7 @@ def evaluate(analyser, label_sources, group_columns=DEFAULT_GROUP_COLUMNS, n_res
                 report["tasks"][task] = evaluate_task(task, table, predictions, group_columns, n_resamples)
         if group == "eyes" and EYELIDS in analyser.tasks:
             report["hybrid_eyelids"] = hybrid_eyelid_report(table, predictions)
+        if group == "eyes" and getattr(analyser, "per_eye", False):
+            report["per_eye"] = per_eye_report(table, predictions, n_resamples)
     report["seconds"] = round(time.time() - started, 1)
     return json_ready(report)

@@ -1,8 +1,10 @@
 """ONNX export of a trained classifier, and its check against torch.
 
 Contract (what the plugin loads): opset 17, standard ONNX ops only, input ``input`` (N, 3, 256, 256) float32 with a
-dynamic batch axis; outputs named after the tasks: ``eyelids`` (N, 2) logits and ``eyelashes`` (N, 3) logits for
-the eye model, ``facial_hair`` (N, 3) sigmoid probabilities for the facial-hair model. Weights are float32
+dynamic batch axis ((N, 3, 128, 128) for the per-eye model); outputs named after the tasks, in this order:
+``eyelids`` (N, 2) logits and ``eyelashes`` (N, 3) logits for the eye model, ``facial_hair`` (N, 3) sigmoid
+probabilities for the facial-hair model, ``per_eye_eyelid`` (N, 2) logits for the per-eye model; then each
+task's ``<task>_unclear`` (N, 1) sigmoid probability when trained with unclear heads. Weights are float32
 (MobileNetV2 ~9 MB, EfficientNet-Lite0 ~14 MB); ``fp16_weights`` stores the large ones as float16 with a Cast
 back to float32 (half the file, e.g. for ResNet50's ~94 MB; compute stays float32).
 """
@@ -26,11 +28,11 @@ INPUT_NAME = "input"
 TOLERANCE = {False: 1e-4, True: 5e-2}  # max |onnx - torch| allowed, by fp16_weights
 
 
-def export_onnx(model, path, opset=OPSET, fp16_weights=False):
+def export_onnx(model, path, opset=OPSET, fp16_weights=False, input_size=CLASSIFIER_INPUT_SIZE):
     """Write ``model`` (a MultiHeadModel) as ONNX; returns the output names."""
     wrapper = ExportModel(model).eval()
     outputs = list(wrapper.tasks)
-    dummy = torch.zeros(1, 3, CLASSIFIER_INPUT_SIZE, CLASSIFIER_INPUT_SIZE)
+    dummy = torch.zeros(1, 3, input_size, input_size)
     dynamic = {name: {0: "batch"} for name in [INPUT_NAME, *outputs]}
     with atomic_output(path) as tmp, warnings.catch_warnings():
         # The TorchScript exporter is the one that needs no onnxscript; its deprecation notice is noise here.
@@ -71,7 +73,7 @@ def non_standard_ops(path):
     return sorted({f"{node.domain}::{node.op_type}" for node in graph.node if node.domain not in ("", "ai.onnx")})
 
 
-def verify_onnx(model, path, batch_sizes=(1, 3), seed=0):
+def verify_onnx(model, path, batch_sizes=(1, 3), seed=0, input_size=CLASSIFIER_INPUT_SIZE):
     """Max |onnxruntime - torch| per output for random inputs of each batch size (dynamic batch check)."""
     wrapper = ExportModel(model).eval()
     backend = create_backend(path, force_onnx=True)
@@ -79,7 +81,7 @@ def verify_onnx(model, path, batch_sizes=(1, 3), seed=0):
     report = {"output_names": list(backend.output_names), "input_names": list(backend.input_names),
               "non_standard_ops": non_standard_ops(path), "max_abs_diff": {}}
     for batch in batch_sizes:
-        x = rng.standard_normal((batch, 3, CLASSIFIER_INPUT_SIZE, CLASSIFIER_INPUT_SIZE)).astype(np.float32)
+        x = rng.standard_normal((batch, 3, input_size, input_size)).astype(np.float32)
         onnx_outputs = backend.predict(x)
         with torch.no_grad():
             torch_outputs = [o.numpy() for o in wrapper(torch.from_numpy(x))]
@@ -91,10 +93,10 @@ def verify_onnx(model, path, batch_sizes=(1, 3), seed=0):
     return report
 
 
-def export_and_verify(model, path, fp16_weights=False):
+def export_and_verify(model, path, fp16_weights=False, input_size=CLASSIFIER_INPUT_SIZE):
     """Export, then check names, standard ops and numerical agreement; returns the verification report."""
-    outputs = export_onnx(model, path, fp16_weights=fp16_weights)
-    report = verify_onnx(model, path)
+    outputs = export_onnx(model, path, fp16_weights=fp16_weights, input_size=input_size)
+    report = verify_onnx(model, path, input_size=input_size)
     tolerance = TOLERANCE[fp16_weights]
     problems = []
     if report["input_names"] != [INPUT_NAME] or report["output_names"] != outputs:

@@ -17,8 +17,9 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from face_recognition.ax_facial_features.crops import crop_size
 from scripts.training.backbones import build_backbone
-from scripts.training.cv import (cross_validate, per_group_out_of_fold, pooled_out_of_fold, stratified_kfold,
+from scripts.training.cv import (cross_validate, per_group_out_of_fold, pooled_out_of_fold, repeated_splits,
                                  summarise_folds)
 from scripts.training.export import export_and_verify
 from scripts.training.features import prefix_activation_views
@@ -40,6 +41,7 @@ class FinetuneSpec:
     augmented_views: int = 6  # cached augmented views per face, on top of plain and flipped
     weights: str = "imagenet"  # or a .pth file (required for resnet50)
     head_options: dict = field(default_factory=dict)
+    input_downsample: int = 1  # average-pool the crop by this factor inside the network (2: 256 -> 128)
 
     def to_dict(self):
         return asdict(self)
@@ -50,17 +52,22 @@ class Prepared:
 
     def __init__(self, table, cache, spec, seed=0):
         self.table, self.spec = table, spec
-        self.backbone = build_backbone(spec.backbone, spec.weights)
+        self.backbone = build_backbone(spec.backbone, spec.weights, spec.input_downsample)
         num_stages = len(self.backbone.stages())
         self.full = spec.train_stages >= num_stages
         self.start = 0 if self.full else num_stages - spec.train_stages
         self.rows, cache_rows = trainable_rows(table, cache)
+        kinds = table.row_kinds()[self.rows]
+        self.input_size = crop_size(kinds[0])
+        self.groups = table.split_groups()[self.rows]
         if self.full:
-            self.source = OnTheFlySource(table, cache, table.crop_kind)
+            if len(set(kinds)) > 1:
+                raise ValueError("a full fine-tune cuts one crop kind on the fly: not for per-eye tables")
+            self.source = OnTheFlySource(table, cache, kinds[0])
         else:
             started = time.time()
             inputs, flips = prefix_activation_views(spec.backbone, self.backbone, self.start, cache,
-                                                    table.crop_kind, cache_rows, spec.augmented_views, seed,
+                                                    kinds, cache_rows, spec.augmented_views, seed,
                                                     spec.weights)
             logger.info("cached %s activations %s (%.0f MB) in %.0f s", spec.backbone, inputs.shape,
                         inputs.nbytes / 2**20, time.time() - started)
@@ -87,14 +94,16 @@ def cross_validate_finetune(prepared, config, n_splits=5, n_repeats=1, seed=0):
     records, out_of_fold = cross_validate(prepared.new_model, prepared.source, prepared.rows, strata, config,
                                           n_splits, n_repeats, seed, log_test_curves=True,
                                           on_fold=lambda r: logger.info("fold %d/%d: %s", r["repeat"], r["fold"],
-                                                                        _headlines(r["metrics"])))
+                                                                        _headlines(r["metrics"])),
+                                          groups=prepared.groups)
     groups = {column: np.asarray(prepared.table.columns[column])[prepared.rows]
               for column in GROUP_COLUMNS if column in prepared.table.columns}
     return {"summary": summarise_folds(records, n_splits),
             "pooled_out_of_fold": pooled_out_of_fold(out_of_fold, prepared.source.bank, prepared.rows, seed),
             "per_group_out_of_fold": per_group_out_of_fold(out_of_fold, prepared.source.bank, prepared.rows,
                                                            groups, seed),
-            "folds": records, "faces": int(len(prepared.rows))}
+            "folds": records, "faces": int(len(prepared.rows)),
+            "out_of_fold": out_of_fold}  # repeat -> task -> logits per row: for calibration, not for JSON
 
 
 GROUP_COLUMNS = ("race", "gender", "age")  # FairFace's columns; CSVs without them simply get no split
@@ -109,14 +118,16 @@ def split_validation(prepared, val_fraction, seed=0):
     if not val_fraction:
         return prepared.rows, np.array([], dtype=np.int64)
     strata = prepared.table.strata()[prepared.rows]
-    val_positions = stratified_kfold(strata, max(2, round(1 / val_fraction)), seed)[0]
+    val_positions = repeated_splits(strata, max(2, round(1 / val_fraction)), 1, seed, prepared.groups)[0][3]
     mask = np.zeros(len(prepared.rows), bool)
     mask[val_positions] = True
     return prepared.rows[~mask], prepared.rows[mask]
 
 
-def train_final(prepared, config, run_dir, group, val_fraction=0.0, seed=0, cv_report=None, fp16_weights=False):
-    """Train on the labelled faces (minus an optional validation part), save and export. Returns the paths."""
+def train_final(prepared, config, run_dir, group, val_fraction=0.0, seed=0, cv_report=None, fp16_weights=False,
+                logit_offsets=None):
+    """Train on the labelled faces (minus an optional validation part), save and export. Returns the paths.
+    ``logit_offsets`` (task -> per-class offsets, from calibration.py) are set into the exported network."""
     os.makedirs(run_dir, exist_ok=True)
     train_rows, val_rows = split_validation(prepared, val_fraction, seed)
     model, trainable = prepared.new_model()
@@ -131,15 +142,18 @@ def train_final(prepared, config, run_dir, group, val_fraction=0.0, seed=0, cv_r
     fit(model, prepared.source, train_rows, config, val_rows=val_rows, trainable_trunk_params=trainable,
         on_epoch=log_epoch)
     final = deployable(model)
+    if logit_offsets:
+        final.set_logit_offsets(logit_offsets)
     spec = prepared.spec
     paths = {"run_dir": run_dir, "checkpoint": os.path.join(run_dir, "model.pt"),
              "onnx": os.path.join(run_dir, f"{group}.onnx"), "history": os.path.join(run_dir, "history.json"),
              "plot": os.path.join(run_dir, "metrics.png")}
     summary = {"group": group, "spec": spec.to_dict(), "train_config": config.to_dict(),
-               "train_faces": int(len(train_rows)), "val_faces": int(len(val_rows)), "cv": cv_report}
+               "train_faces": int(len(train_rows)), "val_faces": int(len(val_rows)),
+               "logit_offsets": {t: list(map(float, v)) for t, v in (logit_offsets or {}).items()}, "cv": cv_report}
     save_checkpoint(paths["checkpoint"], final, group, spec.backbone, spec.head, spec.head_options,
-                    extra=json_ready({k: v for k, v in summary.items() if k != "cv"}))
+                    extra=json_ready({k: v for k, v in summary.items() if k != "cv"}), input_size=prepared.input_size)
     plot_history(history, paths["plot"], f"{group}: {spec.backbone} {spec.head}, last {spec.train_stages} stages")
-    summary["export_check"] = export_and_verify(final, paths["onnx"], fp16_weights)
+    summary["export_check"] = export_and_verify(final, paths["onnx"], fp16_weights, prepared.input_size)
     write_json_atomic(os.path.join(run_dir, "summary.json"), json_ready(summary))
     return paths

@@ -7,7 +7,8 @@ import shutil
 import onnx
 
 from face_recognition.ax_facial_features.classifiers import DEFAULT_MANIFEST
-from face_recognition.ax_facial_features.constants import EYE_BAND, EYELASHES, EYELIDS, FACE, FACIAL_HAIR
+from face_recognition.ax_facial_features.constants import (
+    EYE_BAND, EYELASHES, EYELIDS, FACE, FACIAL_HAIR, PER_EYE_EYELID, PER_EYE_INPUT_SIZE, UNCLEAR_OUTPUTS)
 from util.errors import ModelError
 from util.file_utils import atomic_output, sha256_of_file, write_json_atomic
 
@@ -15,15 +16,19 @@ from util.file_utils import atomic_output, sha256_of_file, write_json_atomic
 GROUP_CONTRACT = {
     "eyes": {"crop": EYE_BAND, "outputs": {EYELIDS: "softmax", EYELASHES: "softmax"}},
     "facial_hair": {"crop": FACE, "outputs": {FACIAL_HAIR: "none"}},  # sigmoid inside the model
+    "per_eye": {"crop": "eye", "input_size": PER_EYE_INPUT_SIZE, "outputs": {PER_EYE_EYELID: "softmax"}},
 }
 
 
 def install_model(onnx_path, group, file_name, source, manifest_path=DEFAULT_MANIFEST):
-    """Copy ``onnx_path`` to ``<manifest folder>/<file_name>`` and replace the own-set entry serving ``group``."""
-    contract = GROUP_CONTRACT[group]
+    """Copy ``onnx_path`` to ``<manifest folder>/<file_name>`` and replace the own-set entry serving ``group``.
+    Unclear outputs (``<task>_unclear``, sigmoid inside) are listed when the model has them."""
+    contract = dict(GROUP_CONTRACT[group])
     model = onnx.load(onnx_path)
     onnx.checker.check_model(model)
     outputs = [o.name for o in model.graph.output]
+    contract["outputs"] = {**contract["outputs"], **{UNCLEAR_OUTPUTS[task]: "none" for task in contract["outputs"]
+                                                     if UNCLEAR_OUTPUTS[task] in outputs}}
     missing = [task for task in contract["outputs"] if task not in outputs]
     if missing:
         raise ModelError(f"{onnx_path}: has no output named {missing} (outputs: {outputs})")
@@ -33,6 +38,7 @@ def install_model(onnx_path, group, file_name, source, manifest_path=DEFAULT_MAN
     with open(manifest_path, encoding="utf-8") as f:
         manifest = json.load(f)
     entry = {"file": file_name, "sha256": sha256_of_file(target), "crop": contract["crop"],
+             **({"input_size": contract["input_size"]} if "input_size" in contract else {}),
              "outputs": {task: {"output": task, "activation": activation}
                          for task, activation in contract["outputs"].items()},
              "source": source}
@@ -41,3 +47,12 @@ def install_model(onnx_path, group, file_name, source, manifest_path=DEFAULT_MAN
                      if not set(m["outputs"]) & set(contract["outputs"]) and m["file"] != file_name] + [entry]
     write_json_atomic(manifest_path, manifest)
     return entry
+
+
+def install_gates(gates, manifest_path=DEFAULT_MANIFEST):
+    """Write ``{task: gate dict}`` (face_recognition/ax_facial_features/unclear.py) into the own set's "gates"."""
+    with open(manifest_path, encoding="utf-8") as f:
+        manifest = json.load(f)
+    own = manifest["sets"].setdefault("own", {"models": []})
+    own["gates"] = {**own.get("gates", {}), **gates}
+    write_json_atomic(manifest_path, manifest)

@@ -6,6 +6,8 @@
   Hamming score (mean over samples of |true AND predicted| / |true OR predicted|, computed only on samples with at
   least one true or predicted label: all-negative agreements are excluded, so the score is not inflated by
   clean-shaven faces), per-label precision and recall.
+- per-eye eyelids: as eyelids. "Unclear" outputs (one sigmoid): binary cross entropy, ROC AUC, and at 0.5
+  accuracy, balanced accuracy, precision and recall of "unclear".
 
 Undefined values (no positives, empty set) are NaN in arrays and ``None`` in JSON (see ``json_ready``).
 """
@@ -14,7 +16,7 @@ import math
 import numpy as np
 
 from face_recognition.ax_facial_features.constants import (
-    CLASS_NAMES, EYELASHES, EYELIDS, FACIAL_HAIR, MULTI_LABEL_TASKS)
+    CLASS_NAMES, EYELASHES, EYELIDS, FACIAL_HAIR, MULTI_LABEL_TASKS, PER_EYE_EYELID, UNCLEAR_OUTPUTS)
 from util.math_utils import sigmoid, softmax
 
 _EPS = 1e-7
@@ -101,15 +103,45 @@ def multi_label_metrics(logits, targets, threshold=0.5, label_names=CLASS_NAMES[
     return metrics
 
 
+def roc_auc(scores, positives):
+    """Area under the ROC curve (Mann-Whitney, ties counted half); NaN without both classes."""
+    scores, positives = np.asarray(scores, dtype=np.float64), np.asarray(positives, dtype=bool)
+    n_pos, n_neg = positives.sum(), (~positives).sum()
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    order = np.argsort(scores, kind="mergesort")
+    ranks = np.empty(len(scores))
+    sorted_scores = scores[order]
+    _, first, counts = np.unique(sorted_scores, return_index=True, return_counts=True)
+    average = first + (counts - 1) / 2.0 + 1
+    ranks[order] = np.repeat(average, counts)
+    return float((ranks[positives].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def binary_metrics(logits, targets):
+    """An "unclear" output: BCE, ROC AUC, and at 0.5 accuracy, balanced accuracy, precision and recall."""
+    probabilities = sigmoid(np.asarray(logits, dtype=np.float64).reshape(-1))
+    truth = np.asarray(targets).reshape(-1) > 0.5
+    decisions = probabilities >= 0.5
+    precision, recall = precision_recall(truth[:, None], decisions[:, None])
+    return {"bce": binary_cross_entropy(probabilities, truth), "auc": roc_auc(probabilities, truth),
+            "accuracy": accuracy(truth, decisions),
+            "balanced_accuracy": balanced_accuracy(truth.astype(int), decisions.astype(int), 2),
+            "precision": float(precision[0]), "recall": float(recall[0]), "count": int(len(truth))}
+
+
 def task_metrics(task, logits, targets):
-    """Metrics of one task: ``targets`` are integer labels (single-label) or 0/1 rows (multi-label)."""
+    """Metrics of one task: ``targets`` are integer labels (single-label) or 0/1 rows (multi-label, unclear)."""
+    if task in UNCLEAR_OUTPUTS.values():
+        return binary_metrics(logits, targets)
     if task in MULTI_LABEL_TASKS:
         return multi_label_metrics(logits, targets, label_names=CLASS_NAMES[task])
     return single_label_metrics(logits, targets)
 
 
 # Headline metric of each task, used for model selection and reports (all: higher is better).
-HEADLINE = {EYELIDS: "balanced_accuracy", EYELASHES: "balanced_accuracy", FACIAL_HAIR: "hamming_score"}
+HEADLINE = {EYELIDS: "balanced_accuracy", EYELASHES: "balanced_accuracy", FACIAL_HAIR: "hamming_score",
+            PER_EYE_EYELID: "balanced_accuracy", **{output: "auc" for output in UNCLEAR_OUTPUTS.values()}}
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from face_recognition.ax_facial_features import crops
-from face_recognition.ax_facial_features.constants import MULTI_LABEL_TASKS
+from face_recognition.ax_facial_features.constants import SIGMOID_OUTPUTS
 from scripts.training import augment
 from scripts.training.datasets import hard_labels
 from scripts.training.metrics import HEADLINE, task_metrics
@@ -140,7 +140,7 @@ def task_loss(task, logits, targets, mask, weights=None):
     if not mask.any():
         return logits.sum() * 0.0
     logits, targets = logits[mask], targets[mask]
-    if task in MULTI_LABEL_TASKS:
+    if task in SIGMOID_OUTPUTS:
         return F.binary_cross_entropy_with_logits(logits, targets)
     return soft_cross_entropy(logits, targets, weights)
 
@@ -154,7 +154,7 @@ def balanced_sampling_probabilities(bank, rows, tasks, power=1.0):
     """Per-row sampling probability: the largest class weight among the row's single-label tasks."""
     scores = np.ones(len(rows))
     for task in tasks:
-        if task in MULTI_LABEL_TASKS:
+        if task in SIGMOID_OUTPUTS:
             continue
         targets, mask = bank.plain(task, rows)
         weights = class_weights(targets, mask, power).numpy()
@@ -187,7 +187,7 @@ def predict(model, source, rows, batch_size=128):
 def scored_rows(task, targets, mask):
     """(keep mask, labels of the kept rows) scored by the metrics: labelled rows, and for single-label tasks only
     the hard (one-hot) ones."""
-    if task in MULTI_LABEL_TASKS:
+    if task in SIGMOID_OUTPUTS:
         return mask, targets[mask]
     labels = hard_labels(targets, mask)
     return labels >= 0, labels[labels >= 0]
@@ -239,7 +239,7 @@ def fit(model, source, train_rows, config, val_rows=None, trainable_trunk_params
     weights = {}
     if config.balance == "weights":
         weights = {t: class_weights(*source.bank.plain(t, train_rows), config.class_weight_power)
-                   for t in tasks if t not in MULTI_LABEL_TASKS}
+                   for t in tasks if t not in SIGMOID_OUTPUTS}
     sampling = (balanced_sampling_probabilities(source.bank, train_rows, tasks, config.class_weight_power)
                 if config.balance == "sampler" else None)
     optimizer = _optimizer(model, list(trainable_trunk_params), config)
