@@ -3,6 +3,7 @@
 
     python3 scripts/evaluate.py --dataset ../shared/datasets/fairface-facial-features --out eval.json
     python3 scripts/evaluate.py --images DIR --eyes-csv labels_eyes.csv --hair-csv labels_facial_hair.csv
+    python3 scripts/evaluate.py --dataset DIR --per-eye     # also per-eye eyelids and the face's eyelid type
 
 The CSV format is the training toolkit's (scripts/training/README.md). Evaluation may read holdout folders.
 """
@@ -32,6 +33,8 @@ def parse_args(argv=None):
     parser.add_argument("--detector", choices=("short", "full"), default="short")
     parser.add_argument("--manifest", default=None, help="classifier manifest (default: the plugin's)")
     parser.add_argument("--model_dir", default=None)
+    parser.add_argument("--per-eye", action="store_true",
+                        help="also evaluate per-eye eyelids (needs a per-eye model in the manifest)")
     return parser.parse_args(argv)
 
 
@@ -54,7 +57,7 @@ def main(argv=None):
         return 2
     try:
         analyser = FacialFeatures(detector=args.detector, manifest_path=args.manifest, model_dir=args.model_dir,
-                                  force_onnx=True)
+                                  force_onnx=True, per_eye=args.per_eye)
         report = evaluate(analyser, sources, args.groups, args.bootstrap,
                           progress=lambda done, total: done % 250 == 0 and logging.info("%d/%d images", done, total))
     except AxError as e:
@@ -62,15 +65,28 @@ def main(argv=None):
         return 2
     write_json_atomic(args.out, report)
     for task, entry in report["tasks"].items():
-        overall = entry.get("overall", {})
-        headline = [k for k in overall if k.endswith("_ci95") and not k.startswith("accuracy")]
-        for key in headline:
-            name = key[:-5]
-            low, high = overall[key]
-            logging.info("%s: %s %.3f (95%% CI %.3f-%.3f), n=%d, missed faces %d", task, name, overall[name], low,
-                         high, entry["scored"], entry["missed_faces"])
+        log_headline(task, entry.get("overall", {}), f"n={entry['scored']}, missed faces {entry['missed_faces']}")
+        unclear = entry.get("unclear", {})
+        log_headline(f"{task} (clear faces only)", unclear.get("overall", {}),
+                     f"n={unclear.get('clear')}, coverage {unclear.get('coverage') or 0:.3f}")
+    per_eye = report.get("per_eye")
+    if per_eye:
+        log_headline("per-eye eyelids (each eye)", per_eye["eyes"].get("overall", {}), f"n={per_eye['eyes']['scored']}")
+        face_type = per_eye["face_type"]["all"]
+        log_headline("eyelid type (per eye, double/single/hybrid)", face_type, f"n={face_type['count']}")
+        agreement = per_eye["agreement_with_face_model"]
+        log_headline("per-eye type vs face-level eyelids model", agreement, f"n={agreement['faces']}")
     logging.info("report: %s", args.out)
     return 0
+
+
+def log_headline(title, metrics, counts):
+    """One line per interval-carrying metric (accuracy only when it is the only one)."""
+    keys = [k for k in metrics if k.endswith("_ci95")]
+    for key in [k for k in keys if not k.startswith("accuracy")] or keys:
+        name = key[:-5]
+        low, high = metrics[key]
+        logging.info("%s: %s %.3f (95%% CI %.3f-%.3f), %s", title, name, metrics[name], low, high, counts)
 
 
 if __name__ == "__main__":

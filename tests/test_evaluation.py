@@ -59,3 +59,32 @@ def test_evaluate_reports_metrics_groups_and_missed_faces(labelled_folder, contr
     assert report["hybrid_eyelids"]["faces"] == 1
     lashes = report["tasks"]["eyelashes"]
     assert lashes["groups"]["gender"]["Male"]["classes_present"] == ["sparse"]  # groups lacking classes handled
+
+
+def test_evaluate_per_eye_and_clear_only_figures(labelled_folder, tmp_path):
+    from tests.contract_models import build_contract_models
+
+    manifest = build_contract_models(str(tmp_path / "models"), unclear=True, per_eye=True)
+    out = labelled_folder / "report.json"
+    result = subprocess.run([sys.executable, os.path.join(REPO_ROOT, "scripts", "evaluate.py"), "--dataset",
+                             str(labelled_folder), "--out", str(out), "--manifest", manifest, "--bootstrap", "50",
+                             "--groups", "race", "--per-eye"], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(out.read_text())
+    for task, entry in report["tasks"].items():
+        unclear = entry["unclear"]
+        assert unclear["clear"] + unclear["unclear"] == entry["scored"]
+        assert unclear["coverage"] == pytest.approx(unclear["clear"] / entry["scored"])
+    per_eye = report["per_eye"]
+    # Eyes labelled double/single on detected faces: a0 2, a1 2, a2 2 (one of each), a3 1 (other eye unclear).
+    assert per_eye["eyes"]["scored"] == 7 and np.sum(per_eye["eyes"]["confusion"]["matrix"]) == 7
+    # Face types: a0 double, a1 single, a2 hybrid (a3 has an unclear eye; blank.jpg has no face).
+    face_type = per_eye["face_type"]["all"]
+    assert face_type["count"] == 3 and face_type["confusion"]["rows_true_cols_predicted"] == ["double", "single",
+                                                                                              "hybrid"]
+    assert [sum(row) for row in face_type["confusion"]["matrix"]] == [1, 1, 1]
+    agreement = per_eye["agreement_with_face_model"]
+    assert 0 <= agreement["faces"] <= 4
+    if agreement["faces"] >= 2:
+        assert 0 <= agreement["agreement_ci95"][0] <= agreement["agreement"] <= agreement["agreement_ci95"][1] <= 1
+    assert "per-eye eyelids (each eye)" in result.stderr
