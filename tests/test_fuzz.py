@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from face_recognition.ax_facial_features.constants import EYE_BAND, FACE, SUBJECT_LEFT, SUBJECT_RIGHT
-from face_recognition.ax_facial_features.crops import make_crop, make_eye_crop, preprocess
+from face_recognition.ax_facial_features.crops import crop_size, make_crop, make_eye_crop, preprocess
 from util.errors import InputError
 from util.image_utils import decode_image, imread, load_sample_portrait, to_bgr_uint8
 
@@ -114,9 +114,10 @@ def test_any_landmarks_give_a_crop_or_an_input_error(landmarks, kind):
             crop = make_crop(IMAGE, landmarks, kind)
     except InputError:
         return
-    assert crop.image.shape == (256, 256, 3) and crop.image.dtype == np.uint8
+    side = crop_size(crop.kind)  # 256 for the face and eye band, 128 for one eye
+    assert crop.image.shape == (side, side, 3) and crop.image.dtype == np.uint8
     batch = preprocess([crop.image])
-    assert batch.shape == (1, 3, 256, 256) and np.isfinite(batch).all()
+    assert batch.shape == (1, 3, side, side) and np.isfinite(batch).all()
 
 
 @pytest.mark.parametrize("landmarks", [np.full((468, 3), 10.0), np.full((468, 3), np.nan)], ids=["equal", "nan"])
