@@ -459,3 +459,14 @@ def test_gate_fit_separates_closed_eyes_and_reports_the_reason():
     assert Gate.from_dict(gate.to_dict()) == gate
     _, report = gate_report("eyelids", x, unclear.astype(int), np.arange(n) % 5, 5)
     assert report["gate"]["precision"]["mean"] > 0.9 and report["gate"]["recall"]["mean"] > 0.9
+
+
+def test_cluster_bootstrap_resamples_whole_faces():
+    # two eyes per face with identical values: resampling faces keeps pairs, so every resample has an even count
+    values = np.repeat(np.arange(50, dtype=float), 2)
+    counts = []
+    metrics.bootstrap_interval(lambda v: counts.append(len(v)) or float(np.mean(v)), [values], n_resamples=50,
+                               clusters=np.repeat(np.arange(50), 2))
+    assert all(c % 2 == 0 for c in counts) and len(set(counts)) == 1
+    estimate, low, high = metrics.bootstrap_interval(np.mean, [values], clusters=np.repeat(np.arange(50), 2))
+    assert low < estimate < high

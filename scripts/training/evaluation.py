@@ -68,16 +68,18 @@ def predict_labelled_faces(analyser, image_paths, progress=None):
     return predictions
 
 
-def _metrics_with_intervals(task, probabilities, targets, n_resamples, seed):
+def _metrics_with_intervals(task, probabilities, targets, n_resamples, seed, clusters=None):
+    """``clusters``: one id per row whose rows are resampled together (the face of each eye)."""
     logits = probabilities_to_logits(task, probabilities)
     metrics = task_metrics(task, logits, targets)
     headline = HEADLINE[task]
     estimate, low, high = bootstrap_interval(lambda l, t: task_metrics(task, l, t)[headline], [logits, targets],
-                                             n_resamples=n_resamples, seed=seed)
+                                             n_resamples=n_resamples, seed=seed, clusters=clusters)
     metrics[f"{headline}_ci95"] = [low, high]
     if task not in MULTI_LABEL_TASKS:
         _, acc_low, acc_high = bootstrap_interval(lambda l, t: task_metrics(task, l, t)["accuracy"],
-                                                  [logits, targets], n_resamples=n_resamples, seed=seed)
+                                                  [logits, targets], n_resamples=n_resamples, seed=seed,
+                                                  clusters=clusters)
         metrics["accuracy_ci95"] = [acc_low, acc_high]
     return metrics
 
@@ -134,13 +136,15 @@ def evaluate_task(task, table, predictions, group_columns, n_resamples=1000, see
     return report
 
 
-def clear_only_report(task, probabilities, targets, clear, n_resamples=1000, seed=0):
+def clear_only_report(task, probabilities, targets, clear, n_resamples=1000, seed=0, clusters=None):
     """The task's metrics over the faces (or eyes) the plugin calls clear, and the coverage: fraction kept."""
     clear = np.asarray(clear, dtype=bool)
     report = {"unclear": int((~clear).sum()), "clear": int(clear.sum()),
               "coverage": float(clear.mean()) if len(clear) else None}
     if clear.sum() >= 2:
-        report["overall"] = _metrics_with_intervals(task, probabilities[clear], targets[clear], n_resamples, seed)
+        kept_clusters = None if clusters is None else np.asarray(clusters)[clear]
+        report["overall"] = _metrics_with_intervals(task, probabilities[clear], targets[clear], n_resamples, seed,
+                                                    kept_clusters)
         report["confusion"] = confusion_matrix(task, probabilities[clear], targets[clear])
     return report
 
@@ -156,7 +160,8 @@ def per_eye_report(table, predictions, n_resamples=1000, seed=0):
 
 
 def _per_eye_eyes(table, faces, n_resamples, seed):
-    probabilities, targets, clear = [], [], []
+    """Each eye against its own label; intervals resample faces (a face's two eyes are not independent)."""
+    probabilities, targets, clear, face_of_eye = [], [], [], []
     for row, face in enumerate(faces):
         for eye, column in EYE_LABEL_COLUMNS.items():
             label = table.column(column)[row]
@@ -164,13 +169,15 @@ def _per_eye_eyes(table, faces, n_resamples, seed):
                 probabilities.append(face["per_eye"][eye])
                 targets.append(CLASS_NAMES[EYELIDS].index(label))
                 clear.append(face["per_eye_clear"][eye])
-    report = {"scored": len(targets)}
+                face_of_eye.append(row)
+    report = {"scored": len(targets), "faces": len(set(face_of_eye))}
     if len(targets) >= 2:
         probabilities, targets = np.stack(probabilities), np.asarray(targets)
         # Per-eye answers are double / single like the face-level eyelids: the same metrics apply.
-        report["overall"] = _metrics_with_intervals(EYELIDS, probabilities, targets, n_resamples, seed)
+        report["overall"] = _metrics_with_intervals(EYELIDS, probabilities, targets, n_resamples, seed, face_of_eye)
         report["confusion"] = confusion_matrix(EYELIDS, probabilities, targets)
-        report["unclear"] = clear_only_report(EYELIDS, probabilities, targets, clear, n_resamples, seed)
+        report["unclear"] = clear_only_report(EYELIDS, probabilities, targets, clear, n_resamples, seed,
+                                              face_of_eye)
     return report
 
 

@@ -148,15 +148,22 @@ HEADLINE = {EYELIDS: "balanced_accuracy", EYELASHES: "balanced_accuracy", FACIAL
 # 95 % intervals
 
 
-def bootstrap_interval(metric, arrays, n_resamples=1000, level=0.95, seed=0):
-    """Percentile bootstrap interval of ``metric(*arrays)`` resampling rows (samples) with replacement.
+def bootstrap_interval(metric, arrays, n_resamples=1000, level=0.95, seed=0, clusters=None):
+    """Percentile bootstrap interval of ``metric(*arrays)`` resampling rows (samples) with replacement, or whole
+    ``clusters`` (one id per row, e.g. the face of each eye: two eyes of one face are not independent).
     Returns (estimate, low, high); resamples where the metric is NaN are dropped."""
     arrays = [np.asarray(a) for a in arrays]
     n = len(arrays[0])
     rng = np.random.default_rng(seed)
+    if clusters is not None:
+        _, cluster_index = np.unique(np.asarray(clusters), return_inverse=True)
+        members = [np.flatnonzero(cluster_index == c) for c in range(cluster_index.max() + 1)]
     values = []
     for _ in range(n_resamples):
-        rows = rng.integers(0, n, n)
+        if clusters is None:
+            rows = rng.integers(0, n, n)
+        else:
+            rows = np.concatenate([members[c] for c in rng.integers(0, len(members), len(members))])
         values.append(metric(*(a[rows] for a in arrays)))
     values = np.asarray(values, dtype=np.float64)
     values = values[np.isfinite(values)]
