@@ -88,3 +88,20 @@ def test_evaluate_per_eye_and_clear_only_figures(labelled_folder, tmp_path):
     if agreement["faces"] >= 2:
         assert 0 <= agreement["agreement_ci95"][0] <= agreement["agreement"] <= agreement["agreement_ci95"][1] <= 1
     assert "per-eye eyelids (each eye)" in result.stderr
+
+
+def test_celeba_mapping_and_metrics_on_constructed_answers():
+    from scripts import evaluate_celeba_facial_hair as celeba
+
+    truth = {"beard": np.array([True, True, False, False, True]),
+             "moustache": np.array([False, True, False, False, False])}
+    # face 4 missed by the detector; face 2 called unclear
+    labels = [{"beard"}, {"beard", "moustache"}, {"moustache"}, set(), None]
+    statuses = ["ok", "unclear", "ok", "ok", None]
+    report = celeba.evaluate(labels, statuses, truth, n_resamples=20)
+    assert report["faces"] == 4
+    assert report["beard"]["recall"] == 1.0 and report["beard"]["precision"] == 1.0
+    assert report["moustache"]["precision"] == 0.5  # one right of two predicted
+    assert report["any_facial_hair"]["balanced_accuracy"] == pytest.approx((1.0 + 0.5) / 2)
+    clear = celeba.evaluate(labels, statuses, truth, n_resamples=20, clear_only=True)
+    assert clear["faces"] == 3 and clear["moustache"]["positives"] == 0
