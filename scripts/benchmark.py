@@ -26,6 +26,7 @@ import numpy as np  # noqa: E402
 from face_recognition.ax_facial_features.drawing import draw_results  # noqa: E402
 from face_recognition.ax_facial_features.pipeline import FacialFeatures, VideoAnalyser  # noqa: E402
 from scripts.upstream_reference import UpstreamReference, max_probability_difference  # noqa: E402
+from util.errors import ModelError  # noqa: E402
 from util.file_utils import write_json_atomic  # noqa: E402
 from util.image_utils import load_sample_portrait  # noqa: E402
 from util.timing import StageTimer  # noqa: E402
@@ -119,6 +120,7 @@ def run(args):
             "detect_mesh": mesh_ours, "mediapipe_face_mesh": mediapipe_mesh_time(image, args.runs, args.warmup)})
         ours["detect_mesh_vs_mediapipe"] = round(mesh_ours["median_ms"] / ours["mediapipe_face_mesh"]["median_ms"], 2)
         report["stills"][name] = ours
+    report["per_eye"] = time_per_eye(args, next(iter(scenes().values())))
     frames = video_frames(args.video_frames)
     with tempfile.TemporaryDirectory() as folder:  # decode from a real video file, as users do
         path = os.path.join(folder, "clip.avi")
@@ -132,6 +134,15 @@ def run(args):
     video = report["video"]
     video["speedup_vs_upstream"] = round(video["tracking"]["fps"] / video["upstream"]["fps"], 2)
     return report
+
+
+def time_per_eye(args, image):
+    """The 640x480 one-face scene with --per-eye (one more model pass: both eyes at 128x128)."""
+    try:
+        analyser = FacialFeatures(manifest_path=args.manifest, force_onnx=True, per_eye=True)
+    except ModelError as e:
+        return {"skipped": str(e)}
+    return time_still(analyser, image, args.runs, args.warmup)
 
 
 def time_video(path, process):
@@ -163,6 +174,10 @@ def print_table(report):
     first = next(iter(report["stills"].values()))
     print("stages (640x480, 1 face), median / p90 ms: " + ", ".join(
         f"{s} {v['median_ms']}/{v['p90_ms']}" for s, v in first["stages"].items()))
+    per_eye = report.get("per_eye", {})
+    if "total" in per_eye:
+        print(f"with --per-eye (640x480, 1 face): total median {per_eye['total']['median_ms']} ms, stages " +
+              ", ".join(f"{s} {v['median_ms']}" for s, v in per_eye["stages"].items()))
     v = report["video"]
     print(f"video {v['frames']} frames: tracking {v['tracking']['fps']} fps, upstream {v['upstream']['fps']} fps, "
           f"speed-up {v['speedup_vs_upstream']}x")
