@@ -129,7 +129,8 @@ def command_finetune(args):
     if weights is None:
         raise AxError("resnet50 needs --resnet50-weights (no ImageNet ResNet50 weights are packaged)")
     spec = FinetuneSpec(backbone=args.backbone, head=args.head, train_stages=args.train_stages,
-                        augmented_views=args.augmented_views, weights=weights, input_downsample=args.input_downsample)
+                        augmented_views=args.augmented_views, weights=weights, input_downsample=args.input_downsample,
+                        input_window=tuple(args.input_window) if args.input_window else None)
     config = train_config(args)
     run_dir = os.path.join(args.out, f"{args.group}-{args.backbone}-{args.head}-k{args.train_stages}-"
                                      f"{time.strftime('%Y%m%d-%H%M%S')}")
@@ -289,6 +290,9 @@ def build_parser():
     finetune.add_argument("--no-final", action="store_true", help="CV estimate only")
     finetune.add_argument("--input-downsample", type=int, choices=(1, 2), default=1,
                           help="average-pool the crop inside the network (2: 256 -> 128, ~4x cheaper)")
+    finetune.add_argument("--input-window", type=int, nargs=4, metavar=("TOP", "BOTTOM", "LEFT", "RIGHT"),
+                          help="the network reads only this window of the 256x256 crop (before pooling), e.g. "
+                               "the lower face for facial hair: 128 256 32 224")
     finetune.add_argument("--calibrate", action="store_true",
                           help="decision offsets chosen on the CV's out-of-fold predictions (cross-fitted "
                                "estimate reported) and built into the exported model")

@@ -94,6 +94,9 @@ class Backbone(nn.Module):
     # Average-pool the input by this factor first: a 256x256 crop of a 224 px portrait holds little more than
     # 128x128 of real detail, and the network costs ~4x less at half the side (the ONNX input stays 256x256).
     input_downsample = 1
+    # Optionally look at a window of the input only, (top, bottom, left, right) in input pixels, before any pooling:
+    # the facial-hair model can read the lower face at full resolution for the cost of a quarter-size input.
+    input_window = None
 
     def stages(self):
         raise NotImplementedError
@@ -104,6 +107,9 @@ class Backbone(nn.Module):
     def forward_stages(self, x, start=0, stop=None):
         """Run stages[start:stop]; start=0 also applies the input adapter."""
         if start == 0:
+            if self.input_window:
+                top, bottom, left, right = self.input_window
+                x = x[:, :, top:bottom, left:right]
             if self.input_downsample > 1:
                 x = F.avg_pool2d(x, self.input_downsample)
             x = self.adapt_input(x)
@@ -285,13 +291,15 @@ def default_weights_path(name):
     return locate() if locate else None
 
 
-def build_backbone(name, weights="imagenet", input_downsample=1):
+def build_backbone(name, weights="imagenet", input_downsample=1, input_window=None):
     """A backbone in eval mode. ``weights``: "imagenet" (packaged file), a path to a .pth state dict, or None
-    (random init, for tests). ``input_downsample``: average-pooling factor applied to the input first."""
+    (random init, for tests). ``input_window`` (top, bottom, left, right): the part of the input it reads;
+    ``input_downsample``: average-pooling factor applied next."""
     if name not in BACKBONES:
         raise ValueError(f"unknown backbone {name!r}; choose from {sorted(BACKBONES)}")
     backbone = BACKBONES[name][0]()
     backbone.input_downsample = int(input_downsample)
+    backbone.input_window = tuple(int(v) for v in input_window) if input_window else None
     if weights == "imagenet":
         weights = default_weights_path(name)
         if weights is None:

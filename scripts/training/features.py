@@ -94,6 +94,8 @@ def prefix_activation_views(backbone_name, backbone, stop, cache, kinds, cache_r
     detail = f"prefix{stop}-aug{num_augmented}-seed{seed}-{augment_config}"
     if backbone.input_downsample > 1:
         detail += f"-down{backbone.input_downsample}"
+    if backbone.input_window:
+        detail += "-window" + "_".join(map(str, backbone.input_window))
 
     def compute():
         return compute_views(lambda x: backbone.forward_stages(x, 0, stop), cache, kinds, cache_rows, num_augmented,

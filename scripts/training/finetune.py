@@ -42,6 +42,7 @@ class FinetuneSpec:
     weights: str = "imagenet"  # or a .pth file (required for resnet50)
     head_options: dict = field(default_factory=dict)
     input_downsample: int = 1  # average-pool the crop by this factor inside the network (2: 256 -> 128)
+    input_window: tuple = None  # (top, bottom, left, right): the part of the crop the network reads
 
     def to_dict(self):
         return asdict(self)
@@ -52,7 +53,7 @@ class Prepared:
 
     def __init__(self, table, cache, spec, seed=0):
         self.table, self.spec = table, spec
-        self.backbone = build_backbone(spec.backbone, spec.weights, spec.input_downsample)
+        self.backbone = build_backbone(spec.backbone, spec.weights, spec.input_downsample, spec.input_window)
         num_stages = len(self.backbone.stages())
         self.full = spec.train_stages >= num_stages
         self.start = 0 if self.full else num_stages - spec.train_stages

@@ -56,9 +56,9 @@ def build_heads(tasks, feature_dim, head_kind, **head_options):
 
 
 def build_classifier(group, backbone_name, head_kind, weights="imagenet", tasks=None, input_downsample=1,
-                     **head_options):
+                     input_window=None, **head_options):
     """A full network (backbone + heads) of one task group (``tasks`` default: the group's main tasks)."""
-    backbone = build_backbone(backbone_name, weights, input_downsample)
+    backbone = build_backbone(backbone_name, weights, input_downsample, input_window)
     return MultiHeadModel(backbone, build_heads(tasks or GROUP_TASKS[group], backbone.feature_dim, head_kind,
                                                 **head_options))
 
@@ -80,6 +80,7 @@ def save_checkpoint(path, model, group, backbone_name, head_kind, head_options, 
     torch.save({"format": CHECKPOINT_FORMAT, "group": group, "backbone": backbone_name, "head": head_kind,
                 "head_options": dict(head_options), "tasks": list(model.heads.keys()),
                 "input_downsample": int(getattr(model.trunk, "input_downsample", 1)), "input_size": int(input_size),
+                "input_window": getattr(model.trunk, "input_window", None),
                 "state_dict": model.state_dict(), "extra": extra or {}}, path)
 
 
@@ -90,6 +91,7 @@ def load_checkpoint(path):
         raise ValueError(f"{path}: not a {CHECKPOINT_FORMAT} checkpoint")
     model = build_classifier(checkpoint["group"], checkpoint["backbone"], checkpoint["head"], weights=None,
                              tasks=checkpoint.get("tasks"), input_downsample=checkpoint.get("input_downsample", 1),
+                             input_window=checkpoint.get("input_window"),
                              **checkpoint["head_options"])
     state = dict(checkpoint["state_dict"])
     for task in model.heads:  # checkpoints from before the logit offsets existed
