@@ -220,7 +220,8 @@ def command_gates(args):
         for task, (gate, task_report) in gates_from_out_of_fold(arrays, cache, tables[group].base_tasks,
                                                                 n_splits).items():
             gates[task] = gate
-            report[task] = {"run": os.path.basename(os.path.normpath(run_dir)), "gate": gate.to_dict(), **task_report}
+            report[task] = {"run": os.path.basename(os.path.normpath(run_dir)), "parameters": gate.to_dict(),
+                            **task_report}
             figures = task_report["gate"]
             print(f"{task}: unclear gate precision {figures['precision']['mean']:.3f} "
                   f"[{figures['precision']['low']:.3f}, {figures['precision']['high']:.3f}], recall "

@@ -489,3 +489,21 @@ def test_input_window_reads_only_its_part_of_the_crop_and_exports(tmp_path):
     export_and_verify(model, str(tmp_path / "window.onnx"))
     save_checkpoint(str(tmp_path / "model.pt"), model, "facial_hair", "mobilenet_v2", "linear", {})
     assert load_checkpoint(str(tmp_path / "model.pt"))[0].trunk.input_window == (128, 256, 32, 224)
+
+
+def test_gate_drops_wrong_way_signals_and_does_not_extrapolate():
+    from face_recognition.ax_facial_features.unclear import LOG2_SOURCE_WIDTH, MODEL_LOGIT
+    from scripts.training.gates import fit_gate
+
+    rng = np.random.default_rng(1)
+    n = 600
+    unclear = rng.random(n) < 0.4
+    # in this sample larger crops happen to be unclear more often: a pattern the gate must not learn
+    x = np.column_stack([rng.normal(0, 1, n) + unclear * 2.0, rng.normal(0.3, 0.05, n),
+                         rng.normal(7.4, 0.1, n) + unclear * 0.05, rng.uniform(0, 20, n), rng.uniform(0, 20, n)])
+    gate = fit_gate("eyelids", x, unclear.astype(int))
+    weights = dict(zip(gate.features, gate.weights))
+    assert weights[LOG2_SOURCE_WIDTH] == 0.0 and weights[MODEL_LOGIT] > 0
+    typical = dict(zip(gate.features, [0.0, 0.3, 7.4, 5.0, 5.0]))
+    huge_face = dict(typical, **{LOG2_SOURCE_WIDTH: 11.0})  # 16x wider than any training crop
+    assert abs(gate.score(huge_face) - gate.score(typical)) < 1e-12

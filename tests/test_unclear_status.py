@@ -35,7 +35,7 @@ GATES = {
                 "weights": [-1.0, 0.01], "bias": 0.0, "threshold": 0.5, "cv": {"auc": 0.8}},
     "eyelashes": {"features": ["model_logit", "log2_source_width"], "mean": [0.0, 6.0], "scale": [1.0, 1.0],
                   "weights": [1.0, -0.5], "bias": -10.0, "threshold": 0.5},
-    "per_eye_eyelid": {"features": ["eye_openness"], "mean": [0.3], "scale": [0.01], "weights": [-1.0],
+    "per_eye_eyelid": {"features": ["eye_openness"], "mean": [0.3], "scale": [0.1], "weights": [-10.0],
                        "bias": -10.0, "threshold": 0.5},
 }
 

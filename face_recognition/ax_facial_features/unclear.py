@@ -19,6 +19,12 @@ EYE_OPENNESS = "eye_openness"
 LOG2_SOURCE_WIDTH = "log2_source_width"
 ABS_YAW = "abs_yaw_degrees"
 ABS_PITCH = "abs_pitch_degrees"
+# Which way a signal may push towards "unclear" (+1: larger is less clear); the gate fit drops a signal whose
+# weight comes out the other way (a spurious pattern of the training photos, e.g. their near-constant size).
+EXPECTED_SIGN = {MODEL_LOGIT: +1, EYE_OPENNESS: -1, LOG2_SOURCE_WIDTH: -1, ABS_YAW: +1, ABS_PITCH: +1}
+# Standardised signals are clipped to +-3: photos unlike the training ones (e.g. 4x larger faces) must not
+# extrapolate a small training-set trend into a confident answer.
+STANDARD_CLIP = 3.0
 REASONS = {
     MODEL_LOGIT: "image unclear to the classifier (blur, occlusion, glasses, lighting)",
     EYE_OPENNESS: "eyes closed or nearly closed",
@@ -51,7 +57,7 @@ def gate_signals(unclear_probability, geometry, source_width, eye=None):
 
 @dataclass
 class Gate:
-    """score = sigmoid(bias + sum(weights * (signal - mean) / scale)); unclear when score >= threshold."""
+    """score = sigmoid(bias + sum(weights * clip((signal - mean) / scale, +-3))); unclear when score >= threshold."""
     features: tuple
     mean: tuple
     scale: tuple
@@ -74,7 +80,8 @@ class Gate:
 
     def contributions(self, signals):
         x = np.array([signals[name] for name in self.features], dtype=np.float64)
-        return np.asarray(self.weights) * (x - np.asarray(self.mean)) / np.asarray(self.scale)
+        standard = np.clip((x - np.asarray(self.mean)) / np.asarray(self.scale), -STANDARD_CLIP, STANDARD_CLIP)
+        return np.asarray(self.weights) * standard
 
     def score(self, signals):
         """Probability that the annotators would have called this face (or eye) unclear."""

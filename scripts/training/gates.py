@@ -4,6 +4,8 @@ For each task the gate is a logistic regression on the signals of ``unclear.gate
 out-of-fold unclear logit plus eye openness, crop width in source pixels, |yaw| and |pitch| from the cached Face
 Mesh landmarks (the very functions the plugin runs). Target: the annotators' unclear label. The threshold
 maximises the balanced accuracy of the unclear decision (Youden's J: prevalence differs a lot between tasks).
+Signals are clipped at 3 standard deviations and must push the expected way (more open eyes, more pixels, a more
+frontal head never make a face less clear), so photos unlike FairFace's do not extrapolate spurious trends.
 The estimate is cross-fitted on the CV folds (each fold's gate and threshold fitted on the other folds), with
 precision and recall of "unclear" per fold and corrected-t 95 % intervals.
 """
@@ -12,7 +14,8 @@ import numpy as np
 from face_recognition.ax_facial_features.constants import EYE_CROP_KINDS, UNCLEAR_OUTPUTS
 from face_recognition.ax_facial_features.crops import kind_corners, source_width
 from face_recognition.ax_facial_features.geometry import face_geometry
-from face_recognition.ax_facial_features.unclear import Gate, default_features, gate_signals
+from face_recognition.ax_facial_features.unclear import (
+    EXPECTED_SIGN, STANDARD_CLIP, Gate, default_features, gate_signals)
 from scripts.training.metrics import cv_interval
 from util.math_utils import sigmoid
 
@@ -60,9 +63,21 @@ def youden_threshold(scores, y):
 
 
 def fit_gate(task, x, y):
+    """Logistic regression on clipped standardised signals; a signal whose weight has the wrong sign
+    (``EXPECTED_SIGN``) is dropped (weight 0) and the rest refitted; threshold by Youden's J."""
+    features = default_features(task)
     mean, scale = x.mean(axis=0), x.std(axis=0) + 1e-9
-    weights, bias = fit_logistic((x - mean) / scale, y)
-    gate = Gate(features=default_features(task), mean=tuple(mean), scale=tuple(scale), weights=tuple(weights),
+    standard = np.clip((x - mean) / scale, -STANDARD_CLIP, STANDARD_CLIP)
+    kept = np.ones(len(features), bool)
+    while True:
+        weights_kept, bias = fit_logistic(standard[:, kept], y)
+        weights = np.zeros(len(features))
+        weights[kept] = weights_kept
+        wrong = kept & (weights * np.array([EXPECTED_SIGN[f] for f in features]) < 0)
+        if not wrong.any():
+            break
+        kept &= ~wrong
+    gate = Gate(features=features, mean=tuple(mean), scale=tuple(scale), weights=tuple(weights),
                 bias=bias, threshold=0.5)
     scores = np.array([gate.score(dict(zip(gate.features, row))) for row in x])
     gate.threshold = youden_threshold(scores, y)
