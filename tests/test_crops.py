@@ -70,6 +70,9 @@ def test_preprocess_is_imagenet_normalised_nchw():
     assert batch.shape == (2, 3, 256, 256) and batch.dtype == np.float32
     assert np.allclose(batch[0, :, 0, 0], (1 - np.array([0.485, 0.456, 0.406])) / [0.229, 0.224, 0.225])
     assert np.allclose(batch[1, :, 0, 0], -np.array([0.485, 0.456, 0.406]) / [0.229, 0.224, 0.225])
+    image = np.random.default_rng(0).integers(0, 256, (64, 48, 3), dtype=np.uint8)  # any size, NHWC -> NCHW
+    reference = (image / 255.0 - [0.485, 0.456, 0.406]) / [0.229, 0.224, 0.225]
+    assert np.abs(preprocess([image])[0] - reference.transpose(2, 0, 1)).max() < 1e-5
 
 
 @pytest.mark.parametrize("landmarks", [

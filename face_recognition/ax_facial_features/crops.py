@@ -20,8 +20,9 @@ from util.errors import InputError
 from util.image_utils import MAX_IMAGE_PIXELS
 
 EYE_OF_CROP_KIND = {kind: eye for eye, kind in EYE_CROP_KINDS.items()}
-_MEAN = np.array(IMAGENET_MEAN, dtype=np.float32).reshape(1, 3, 1, 1)
-_STD = np.array(IMAGENET_STD, dtype=np.float32).reshape(1, 3, 1, 1)
+# (pixel / 255 - mean) / std == pixel * _SCALE + _OFFSET
+_SCALE = (1.0 / (255.0 * np.array(IMAGENET_STD))).astype(np.float32)
+_OFFSET = (-np.array(IMAGENET_MEAN) / np.array(IMAGENET_STD)).astype(np.float32)
 
 
 @dataclass
@@ -160,7 +161,12 @@ def make_eye_crop(image_bgr, landmarks, eye, size=PER_EYE_INPUT_SIZE):
 
 
 def preprocess(crop_images_rgb):
-    """RGB uint8 crops (N of HxWx3, already at the classifier size) -> (N, 3, H, W) float32, ImageNet-normalised."""
-    batch = np.stack([np.asarray(image, dtype=np.float32) for image in crop_images_rgb]) / 255.0
-    batch = batch.transpose(0, 3, 1, 2)
-    return np.ascontiguousarray((batch - _MEAN) / _STD, dtype=np.float32)
+    """RGB uint8 crops (N of HxWx3, already at the classifier size) -> (N, 3, H, W) float32, ImageNet-normalised.
+    One multiply-add per channel straight into the NCHW output (several times faster than divide, transpose,
+    subtract, divide; the same values within 1e-6)."""
+    batch = np.stack([np.asarray(image) for image in crop_images_rgb])
+    out = np.empty((batch.shape[0], 3) + batch.shape[1:3], dtype=np.float32)
+    for channel in range(3):
+        np.multiply(batch[..., channel], _SCALE[channel], out=out[:, channel], dtype=np.float32)
+        out[:, channel] += _OFFSET[channel]
+    return out
