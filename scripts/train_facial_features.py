@@ -217,8 +217,9 @@ def command_gates(args):
         n_splits = len({fold["fold"] for fold in cv_report["folds"]})
         arrays = dict(np.load(os.path.join(run_dir, "cv_out_of_fold.npz")))
         group = os.path.basename(os.path.normpath(run_dir)).split("-")[0]
+        offsets = {task: entry["offsets"] for task, entry in cv_report.get("calibration", {}).items()}
         for task, (gate, task_report) in gates_from_out_of_fold(arrays, cache, tables[group].base_tasks,
-                                                                n_splits).items():
+                                                                n_splits, offsets).items():
             gates[task] = gate
             report[task] = {"run": os.path.basename(os.path.normpath(run_dir)), "parameters": gate.to_dict(),
                             **task_report}
@@ -227,6 +228,11 @@ def command_gates(args):
                   f"[{figures['precision']['low']:.3f}, {figures['precision']['high']:.3f}], recall "
                   f"{figures['recall']['mean']:.3f} [{figures['recall']['low']:.3f}, {figures['recall']['high']:.3f}]"
                   f" ({task_report['rows']} rows, {task_report['unclear_fraction']:.0%} unclear)")
+            effect = task_report["task_metric_unclear_included_vs_excluded"]
+            print(f"  {effect['metric']}: all labelled {effect['all']['mean']:.3f} [{effect['all']['low']:.3f}, "
+                  f"{effect['all']['high']:.3f}], gate-clear only {effect['clear_only']['mean']:.3f} "
+                  f"[{effect['clear_only']['low']:.3f}, {effect['clear_only']['high']:.3f}], coverage "
+                  f"{effect['coverage']['mean']:.3f}")
     write_json_atomic(args.report, json_ready(report))
     print(f"report: {args.report}")
     if args.install:

@@ -16,7 +16,8 @@ from face_recognition.ax_facial_features.crops import kind_corners, source_width
 from face_recognition.ax_facial_features.geometry import face_geometry
 from face_recognition.ax_facial_features.unclear import (
     EXPECTED_SIGN, STANDARD_CLIP, Gate, default_features, gate_signals)
-from scripts.training.metrics import cv_interval
+from scripts.training.metrics import HEADLINE, cv_interval, task_metrics
+from scripts.training.trainer import scored_rows
 from util.math_utils import sigmoid
 
 EYE_OF_KIND = {kind: eye for eye, kind in EYE_CROP_KINDS.items()}
@@ -111,9 +112,38 @@ def gate_report(task, x, y, folds, n_splits):
     return final, report
 
 
-def gates_from_out_of_fold(arrays, cache, base_tasks, n_splits):
+def task_metric_with_and_without_unclear(task, arrays, landmarks, n_splits, offsets=None):
+    """The task's headline metric per CV fold on its labelled rows, all of them vs those a gate fitted on the
+    other folds calls clear (out-of-fold logits plus the calibration ``offsets``): what excluding unclear answers
+    does to the metric, and the coverage kept."""
+    key = UNCLEAR_OUTPUTS[task]
+    unclear_mask = arrays[f"mask/{key}"].astype(bool)
+    x_all = signal_matrix(task, arrays[f"logits/{key}"], landmarks, arrays["kinds"])
+    y_all = arrays[f"targets/{key}"].reshape(-1).astype(int)
+    logits = arrays[f"logits/{task}"] + np.asarray(offsets if offsets is not None else 0.0)
+    keep, labels = scored_rows(task, arrays[f"targets/{task}"], arrays[f"mask/{task}"].astype(bool))
+    folds = arrays["fold"]
+    per_fold = {"all": [], "clear_only": [], "coverage": []}
+    for fold in range(n_splits):
+        train = unclear_mask & (folds != fold)
+        gate = fit_gate(task, x_all[train], y_all[train])
+        test_rows = np.flatnonzero(keep & (folds == fold))
+        clear = np.array([gate.decide(dict(zip(gate.features, x_all[row])))[0] == "ok" for row in test_rows])
+        test_labels = labels[np.searchsorted(np.flatnonzero(keep), test_rows)]
+        per_fold["all"].append(task_metrics(task, logits[test_rows], test_labels)[HEADLINE[task]])
+        per_fold["clear_only"].append(task_metrics(task, logits[test_rows][clear], test_labels[clear])[HEADLINE[task]]
+                                      if clear.sum() >= 2 else float("nan"))
+        per_fold["coverage"].append(float(clear.mean()))
+    report = {"metric": HEADLINE[task]}
+    for name, values in per_fold.items():
+        mean, low, high, _ = cv_interval(values, 1 / n_splits, bounds=(0.0, 1.0))
+        report[name] = {"mean": mean, "low": low, "high": high}
+    return report
+
+
+def gates_from_out_of_fold(arrays, cache, base_tasks, n_splits, offsets=None):
     """{task: (Gate, report)} for the tasks of one CV run (``cv_out_of_fold.npz`` arrays) whose unclear output
-    was trained."""
+    was trained. ``offsets``: task -> calibration offsets of the run (for the with / without unclear metrics)."""
     landmarks = cache.landmarks[cache.rows(arrays["images"])]
     results = {}
     for task in base_tasks:
@@ -123,5 +153,8 @@ def gates_from_out_of_fold(arrays, cache, base_tasks, n_splits):
         mask = arrays[f"mask/{key}"].astype(bool)
         x = signal_matrix(task, arrays[f"logits/{key}"][mask], landmarks[mask], arrays["kinds"][mask])
         y = arrays[f"targets/{key}"][mask].reshape(-1).astype(int)
-        results[task] = gate_report(task, x, y, arrays["fold"][mask], n_splits)
+        gate, report = gate_report(task, x, y, arrays["fold"][mask], n_splits)
+        report["task_metric_unclear_included_vs_excluded"] = task_metric_with_and_without_unclear(
+            task, arrays, landmarks, n_splits, (offsets or {}).get(task))
+        results[task] = gate, report
     return results
