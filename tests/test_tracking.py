@@ -84,3 +84,31 @@ def test_smoothing_outside_range_is_refused(contract_manifest):
     analyser = FacialFeatures(["eyelids"], manifest_path=contract_manifest, force_onnx=True)
     with pytest.raises(InputError):
         VideoAnalyser(analyser, smoothing=1.0)
+
+
+def test_classify_interval_classifies_each_track_every_n_frames(contract_manifest, astronaut_head_grid):
+    analyser = FacialFeatures(manifest_path=contract_manifest, force_onnx=True)
+    calls = []
+    original = analyser.classify
+    analyser.classify = lambda faces: calls.append(len(faces)) or original(faces)
+    video = VideoAnalyser(analyser, redetect_interval=100, classify_interval=3)
+    frames = moving_frames(astronaut_head_grid, 7, step=2)
+    per_frame = [video.process(frame) for frame in frames]
+    assert calls == [4, 0, 0, 4, 0, 0, 4]  # all four tracks on frames 0, 3 and 6
+    every = VideoAnalyser(FacialFeatures(manifest_path=contract_manifest, force_onnx=True), redetect_interval=100)
+    for frame, faces in zip(frames, per_frame):
+        fresh = {f.mesh.track_id: f for f in every.process(frame)}
+        for face in faces:
+            # the ROI follows every frame; carried answers are those of the track's last classified frame
+            assert np.allclose(face.roi, fresh[face.mesh.track_id].roi, atol=1e-3)
+    carried = per_frame[2][0]
+    classified = next(f for f in per_frame[0] if f.mesh.track_id == carried.mesh.track_id)
+    assert carried.carried and carried.results == classified.results and not classified.carried
+
+
+def test_classify_interval_below_one_is_refused(contract_manifest):
+    from util.errors import InputError
+
+    analyser = FacialFeatures(["eyelids"], manifest_path=contract_manifest, force_onnx=True)
+    with pytest.raises(InputError):
+        VideoAnalyser(analyser, classify_interval=0)

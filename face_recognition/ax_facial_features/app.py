@@ -10,13 +10,15 @@ from util.runner import ModelJob
 logger = logging.getLogger(__name__)
 
 
-def make_job(analyser, video=False, redetect_interval=10, smoothing=0.0):
-    """Stills: detect every image. Video: track faces between frames (and smooth when asked)."""
+def make_job(analyser, video=False, redetect_interval=10, smoothing=0.0, classify_interval=1):
+    """Stills: detect every image. Video: track faces between frames, classify each track every
+    ``classify_interval`` frames (and smooth when asked)."""
     def report(name, faces):
         logger.info("%s: %d face(s)", name, len(faces))
         log_results(faces, analyser.tasks)
 
-    analyse = VideoAnalyser(analyser, redetect_interval, smoothing).process if video else analyser.process
+    analyse = (VideoAnalyser(analyser, redetect_interval, smoothing, classify_interval).process if video
+               else analyser.process)
     return ModelJob(
         analyse=analyse,
         render=lambda image, faces, mirror: draw_results(image, faces, analyser.tasks, mirror=mirror),
@@ -33,6 +35,6 @@ def run(args):
                                   force_onnx=args.onnx, model_dir=args.model_dir, manifest_path=args.manifest,
                                   facial_hair_threshold=args.threshold, per_eye=args.per_eye)
         return make_job(analyser, video=args.video is not None, redetect_interval=args.redetect_interval,
-                        smoothing=args.smoothing)
+                        smoothing=args.smoothing, classify_interval=args.classify_interval)
 
     return run_guarded(args, build_job)

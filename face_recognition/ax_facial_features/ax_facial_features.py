@@ -31,6 +31,10 @@ def parse_args(argv=None):
     parser.add_argument("--smoothing", type=float, default=0.0,
                         help="video: weight of the previous frames in an exponential moving average of each "
                              "tracked face's probabilities, in [0, 1) (0 = off)")
+    parser.add_argument("--classify_interval", type=int, default=3, metavar="N",
+                        help="video: classify each tracked face on its first frame and then every N-th frame, "
+                             "keeping its answers in between (its mesh and ROI follow every frame); 1 = every "
+                             "frame")
     parser.add_argument("--manifest", default=None, metavar="JSON",
                         help="model manifest naming the classifier files (default: the plugin's manifest.json)")
     return update_parser(parser, argv)

@@ -67,7 +67,7 @@ def draw_results(image_bgr, faces, tasks, mirror=False):
             y = _draw_eyelids_type(canvas, face.eyelids_type, x, y, font_scale)
             face_centre_x = corners[:, 0].mean()
             for eye in PER_EYE_ORDER:
-                _draw_eye_box(canvas, eye, face.per_eye[eye], on_canvas(face.crops[EYE_CROP_KINDS[eye]].corners),
+                _draw_eye_box(canvas, eye, face.per_eye[eye], on_canvas(face.corners(EYE_CROP_KINDS[eye])),
                               face_centre_x, font_scale)
     return canvas
 

@@ -20,7 +20,7 @@ from face_recognition.ax_facial_features.classifiers import Classifiers
 from face_recognition.ax_facial_features.constants import (
     CLASS_NAMES, DEFAULT_FACIAL_HAIR_THRESHOLD, EYE_CROP_KINDS, EYELID_TYPES, FACE, MULTI_LABEL_TASKS, PER_EYE_CROP,
     PER_EYE_EYELID, PER_EYE_ORDER, STATUS_OK, STATUS_UNCLEAR, TASK_CROP, TASKS, UNCLEAR_OUTPUTS)
-from face_recognition.ax_facial_features.crops import make_crop, preprocess
+from face_recognition.ax_facial_features.crops import kind_corners, make_crop, preprocess
 from face_recognition.ax_facial_features.geometry import face_geometry
 from face_recognition.ax_facial_features.unclear import gate_signals, model_only_decision
 from util.errors import InputError
@@ -54,11 +54,23 @@ class FaceFeatures:
     results: dict = field(default_factory=dict)  # task -> TaskResult
     per_eye: dict = None       # per-eye eyelids: subject's eye ("right", "left") -> TaskResult
     eyelids_type: str = None   # per-eye eyelids combined: double, single, hybrid or unclear
+    carried: bool = False      # video: answers carried over from the track's last classified frame
 
     @property
     def roi(self):
         """Corners (4, 2) of the face crop: top-left, top-right, bottom-left, bottom-right (the original's ROI)."""
-        return self.crops[FACE].corners
+        return self.corners(FACE)
+
+    def corners(self, kind):
+        """Corners of a crop kind: the cut crop's, or from the landmarks when it was not cut (a video frame whose
+        answers were carried over from the track's last classified frame)."""
+        crop = self.crops.get(kind)
+        return crop.corners if crop is not None else kind_corners(self.mesh.landmarks, kind).astype(np.float32)
+
+    def carry_answers_from(self, previous):
+        """Take ``previous``'s answers (same track, an earlier frame)."""
+        self.results, self.per_eye, self.eyelids_type = previous.results, previous.per_eye, previous.eyelids_type
+        self.carried = True
 
 
 def make_task_result(task, probabilities, threshold=DEFAULT_FACIAL_HAIR_THRESHOLD, decision=(STATUS_OK, None, None)):
@@ -173,15 +185,23 @@ class FacialFeatures:
         """BGR uint8 HxWx3 image -> list of FaceFeatures, highest detection score first."""
         return self.analyse(image_bgr, lambda image: self.face_mesh.process(image, self.timer))
 
-    def analyse(self, image_bgr, find_faces):
+    def analyse(self, image_bgr, find_faces, carried=None):
         """The stages after ``find_faces(image) -> list[Face]`` (detection + mesh, or tracking in video).
-        ``self.timer.last`` then holds each stage's milliseconds."""
+        ``carried(face) -> FaceFeatures or None``: an earlier record whose answers this face takes instead of being
+        cropped and classified again (video). ``self.timer.last`` then holds each stage's milliseconds."""
         check_bgr_image(image_bgr)
         self.timer.start()
         faces = [FaceFeatures(mesh=face) for face in find_faces(image_bgr)]
-        self.cut_crops(image_bgr, faces)
+        fresh = []
+        for face in faces:
+            previous = carried(face) if carried else None
+            if previous is None:
+                fresh.append(face)
+            else:
+                face.carry_answers_from(previous)
+        self.cut_crops(image_bgr, fresh)
         self.timer.lap("crops")
-        self.classify(faces)
+        self.classify(fresh)
         return faces
 
     def model_info(self):
@@ -194,21 +214,44 @@ class VideoAnalyser:
 
     ``smoothing`` in [0, 1): weight of the previous smoothed probabilities in an exponential moving average
     (0 = off; 0.6 keeps about the last 2-3 frames' worth). Labels are chosen again from the smoothed values.
+
+    ``classify_interval`` N: a tracked face is cropped and classified on its first frame and then every N-th
+    frame; in between it keeps its last answers (eyelids, lashes and facial hair do not change within a fraction
+    of a second) while its mesh and ROI follow every frame. 1 classifies every frame.
     """
 
-    def __init__(self, analyser, redetect_interval=10, smoothing=0.0):
+    def __init__(self, analyser, redetect_interval=10, smoothing=0.0, classify_interval=1):
         if not 0.0 <= smoothing < 1.0:
             raise InputError(f"smoothing must be in [0, 1), got {smoothing}")
+        if classify_interval < 1:
+            raise InputError(f"classify_interval must be at least 1, got {classify_interval}")
         self.analyser = analyser
         self.tracker = FaceTracker(analyser.face_mesh, redetect_interval=redetect_interval)
         self.smoothing = smoothing
+        self.classify_interval = int(classify_interval)
         self._smoothed = {}  # (track id, task) -> probability vector
+        self._last_classified = {}  # track id -> (frames since, FaceFeatures of that frame)
 
     def process(self, frame_bgr):
-        faces = self.analyser.analyse(frame_bgr, self._track)
+        faces = self.analyser.analyse(frame_bgr, self._track, carried=self._carried)
         if self.smoothing:
             self._smooth(faces)
+        self._remember(faces)
         return faces
+
+    def _carried(self, face):
+        """The track's last classified record while it is younger than the interval, else None (classify)."""
+        entry = self._last_classified.get(face.mesh.track_id)
+        if entry is None or entry[0] + 1 >= self.classify_interval:
+            return None
+        return entry[1]
+
+    def _remember(self, faces):
+        remembered = {}
+        for face in faces:
+            entry = self._last_classified.get(face.mesh.track_id)
+            remembered[face.mesh.track_id] = (entry[0] + 1, entry[1]) if face.carried else (0, face)
+        self._last_classified = remembered  # forget faces that left the picture
 
     def _track(self, frame_bgr):
         faces = self.tracker.process(frame_bgr)
@@ -221,6 +264,9 @@ class VideoAnalyser:
         alive = {}
         for face in faces:
             track = face.mesh.track_id
+            if face.carried:  # its answers are the smoothed ones of its last classified frame
+                alive.update({key: value for key, value in self._smoothed.items() if key[0] == track})
+                continue
             face.results = {task: self._smoothed_result((track, task), result, alive)
                             for task, result in face.results.items()}
             if face.per_eye is not None:
