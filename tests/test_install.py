@@ -19,8 +19,12 @@ def test_install_writes_manifest_entries_the_plugin_loads(tmp_path, contract_man
     install_model(os.path.join(models, "test_eyes.onnx"), "eyes", "eyes.onnx", "test", str(manifest))
     install_model(os.path.join(models, "test_face.onnx"), "facial_hair", "hair.onnx", "test", str(manifest))
     again = install_model(os.path.join(models, "test_eyes.onnx"), "eyes", "eyes.onnx", "again", str(manifest))
-    own = json.loads(manifest.read_text())["sets"]["own"]["models"]
-    assert sorted(m["file"] for m in own) == ["eyes.onnx", "hair.onnx"]  # re-installing replaces, never duplicates
+    own_set = json.loads(manifest.read_text())["sets"]["own"]
+    own = own_set["models"]
+    # re-installing replaces, never duplicates; the per-eye model (another group) stays
+    assert sorted(m["file"] for m in own) == ["ax_facial_features_per_eye_mobilenetv2.onnx", "eyes.onnx", "hair.onnx"]
+    # the replaced models' gates went with them (they were fitted on their unclear outputs)
+    assert set(own_set["gates"]) == {"per_eye_eyelid"}
     assert again["sha256"] == sha256_of_file(str(tmp_path / "eyes.onnx"))
     assert again["outputs"] == {"eyelids": {"output": "eyelids", "activation": "softmax"},
                                 "eyelashes": {"output": "eyelashes", "activation": "softmax"}}

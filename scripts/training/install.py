@@ -21,8 +21,9 @@ GROUP_CONTRACT = {
 
 
 def install_model(onnx_path, group, file_name, source, manifest_path=DEFAULT_MANIFEST):
-    """Copy ``onnx_path`` to ``<manifest folder>/<file_name>`` and replace the own-set entry serving ``group``.
-    Unclear outputs (``<task>_unclear``, sigmoid inside) are listed when the model has them."""
+    """Copy ``onnx_path`` to ``<manifest folder>/<file_name>`` and replace the own-set entry serving ``group``
+    (and drop that group's unclear gates, fitted on the replaced model). Unclear outputs (``<task>_unclear``,
+    sigmoid inside) are listed when the model has them."""
     contract = dict(GROUP_CONTRACT[group])
     model = onnx.load(onnx_path)
     onnx.checker.check_model(model)
@@ -45,6 +46,9 @@ def install_model(onnx_path, group, file_name, source, manifest_path=DEFAULT_MAN
     own = manifest["sets"].setdefault("own", {"models": []})
     own["models"] = [m for m in own["models"]
                      if not set(m["outputs"]) & set(contract["outputs"]) and m["file"] != file_name] + [entry]
+    # A gate was fitted on the replaced model's unclear output: drop it (fit new ones with the `gates` command).
+    for task in GROUP_CONTRACT[group]["outputs"]:
+        own.get("gates", {}).pop(task, None)
     write_json_atomic(manifest_path, manifest)
     return entry
 
