@@ -21,11 +21,9 @@ import numpy as np  # noqa: E402
 
 from face_recognition.ax_facial_features.constants import FACIAL_HAIR  # noqa: E402
 from face_recognition.ax_facial_features.pipeline import FacialFeatures  # noqa: E402
-from scripts.training.crop_cache import select_face  # noqa: E402
+from scripts.training.evaluation import predict_labelled_faces  # noqa: E402
 from scripts.training.metrics import bootstrap_interval, json_ready  # noqa: E402
-from util.errors import AxError  # noqa: E402
 from util.file_utils import write_json_atomic  # noqa: E402
-from util.image_utils import imread  # noqa: E402
 
 TRUTH = {"beard": lambda row: row["no_beard"] == "-1", "moustache": lambda row: row["mustache"] == "1"}
 
@@ -37,22 +35,18 @@ def read_labels(csv_path):
     return [row["image"] for row in rows], truth
 
 
+def facial_hair_answer(face):
+    result = face.results[FACIAL_HAIR]
+    return set(result.labels), result.status
+
+
 def predict(analyser, paths):
-    """Labels predicted for the central face of each image (None: no face found), and the facial-hair status."""
-    labels, statuses = [], []
-    for index, path in enumerate(paths):
-        try:
-            image = imread(path)
-            faces = analyser.process(image)
-        except AxError as e:
-            logging.warning("%s", e)
-            faces, image = [], None
-        chosen = select_face([face.mesh.landmarks for face in faces], image.shape) if faces else None
-        result = None if chosen is None else faces[chosen].results[FACIAL_HAIR]
-        labels.append(None if result is None else set(result.labels))
-        statuses.append(None if result is None else result.status)
-        if (index + 1) % 250 == 0:
-            logging.info("%d/%d images", index + 1, len(paths))
+    """Labels predicted for the labelled (central) face of each image (None: no face found), and the facial-hair
+    status."""
+    answers = predict_labelled_faces(analyser, paths, summarise=facial_hair_answer, progress=lambda done, total: (
+        done % 250 == 0 and logging.info("%d/%d images", done, total)))
+    labels = [None if answers[path] is None else answers[path][0] for path in paths]
+    statuses = [None if answers[path] is None else answers[path][1] for path in paths]
     return labels, statuses
 
 

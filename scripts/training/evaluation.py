@@ -50,8 +50,8 @@ def face_summary(face):
     return summary
 
 
-def predict_labelled_faces(analyser, image_paths, progress=None):
-    """{image path: face_summary} for the labelled face of each image, or None when no face."""
+def predict_labelled_faces(analyser, image_paths, progress=None, summarise=face_summary):
+    """{image path: summarise(face)} for the labelled face of each image, or None when no face."""
     predictions = {}
     for index, path in enumerate(image_paths):
         try:
@@ -62,7 +62,7 @@ def predict_labelled_faces(analyser, image_paths, progress=None):
             predictions[path] = None
             continue
         chosen = select_face([face.mesh.landmarks for face in faces], image.shape)
-        predictions[path] = None if chosen is None else face_summary(faces[chosen])
+        predictions[path] = None if chosen is None else summarise(faces[chosen])
         if progress:
             progress(index + 1, len(image_paths))
     return predictions
