@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from face_recognition.ax_facial_features.constants import (
-    CLASS_NAMES, EYE_CROP_KINDS, MODEL_OUTPUTS, PER_EYE_CROP, PER_EYE_EYELID, SUBJECT_RIGHT, TASKS, UNCLEAR_OUTPUTS)
+    CLASS_NAMES, MODEL_OUTPUTS, PER_EYE_EYELID, TASKS, UNCLEAR_OUTPUTS)
 from face_recognition.ax_facial_features.crops import crop_size
 from face_recognition.ax_facial_features.unclear import MODEL_LOGIT, Gate
 from util.backend import ailia_unavailable_reason, create_backend
@@ -97,20 +97,16 @@ def _parse_gate(task, entry):
         raise ValueError(f"gate of {task}: {e}") from None
 
 
-def expected_input_size(crop):
-    """Side of the classifier input a crop name takes (a per-eye model takes one eye crop per row)."""
-    return crop_size(EYE_CROP_KINDS[SUBJECT_RIGHT] if crop == PER_EYE_CROP else crop)
-
-
 def _parse_spec(entry, remote_path):
     outputs = [TaskOutput(task, o["output"], o.get("activation", "none")) for task, o in entry["outputs"].items()]
     for out in outputs:
         if out.task not in MODEL_OUTPUTS or out.activation not in ACTIVATIONS:
             raise ValueError(f"unknown output or activation in {entry['file']}: {out.task}/{out.activation}")
-    input_size = int(entry.get("input_size", expected_input_size(entry["crop"])))
-    if input_size != expected_input_size(entry["crop"]):
+    expected = crop_size(entry["crop"])
+    input_size = int(entry.get("input_size", expected))
+    if input_size != expected:
         raise ValueError(f"{entry['file']}: input_size {input_size} does not match its crop '{entry['crop']}' "
-                         f"({expected_input_size(entry['crop'])} px)")
+                         f"({expected} px)")
     return ModelSpec(file=entry["file"], crop=entry["crop"], outputs=outputs, input_size=input_size,
                      sha256=entry.get("sha256"), prototxt=entry.get("prototxt"), remote_path=remote_path,
                      source=entry.get("source", ""))
@@ -141,7 +137,6 @@ class Classifiers:
     def __init__(self, tasks=TASKS, *, per_eye=False, model_dir=None, manifest_path=None, env_id=-1,
                  force_onnx=False):
         self.tasks = tuple(tasks)
-        self.per_eye = per_eye
         self.required, optional = requested_outputs(self.tasks, per_eye)
         manifest_path = manifest_path or DEFAULT_MANIFEST
         # Model files sit next to their manifest unless --model_dir says otherwise.

@@ -14,8 +14,8 @@ import numpy as np
 
 from face_recognition.ax_facial_features.constants import (
     CLASSIFIER_INPUT_SIZE, CROP_DOWN_FACTOR, CROP_SCALE, EYE_CROP_KINDS, IMAGENET_MEAN, IMAGENET_STD,
-    LEFT_EYE_CONTOUR, MOUTH_INNER_CONTOUR, PER_EYE_INPUT_SIZE, PER_EYE_SIDE, PER_EYE_UP, RIGHT_EYE_CONTOUR,
-    SUBJECT_LEFT, SUBJECT_RIGHT)
+    LEFT_EYE_CONTOUR, MOUTH_INNER_CONTOUR, PER_EYE_CROP, PER_EYE_INPUT_SIZE, PER_EYE_SIDE, PER_EYE_UP,
+    RIGHT_EYE_CONTOUR, SUBJECT_LEFT, SUBJECT_RIGHT)
 from util.errors import InputError
 from util.image_utils import MAX_IMAGE_PIXELS
 
@@ -99,8 +99,9 @@ def warp_corners(image_bgr, corners):
 
 
 def crop_size(kind):
-    """Side of a crop kind's classifier input: 256 for the face and the eye band, 128 for a single eye."""
-    return PER_EYE_INPUT_SIZE if kind in EYE_OF_CROP_KIND else CLASSIFIER_INPUT_SIZE
+    """Side of a crop kind's classifier input: 256 for the face and the eye band, 128 for a single eye (also for
+    the manifest's crop name ``PER_EYE_CROP`` of a per-eye model, which takes one eye crop per row)."""
+    return PER_EYE_INPUT_SIZE if kind in EYE_OF_CROP_KIND or kind == PER_EYE_CROP else CLASSIFIER_INPUT_SIZE
 
 
 def kind_corners(landmarks, kind):

@@ -22,7 +22,8 @@ import os
 import numpy as np
 
 from face_recognition.ax_facial_features.constants import (
-    CLASS_NAMES, EYE_BAND, EYE_CROP_KINDS, EYELASHES, EYELIDS, FACE, FACIAL_HAIR, PER_EYE_EYELID, SIGMOID_OUTPUTS,
+    CLASS_NAMES, EYE_BAND, EYE_CROP_KINDS, EYELASHES, EYELIDS, FACE, FACIAL_HAIR, PER_EYE_CROP, PER_EYE_EYELID,
+    SIGMOID_OUTPUTS,
     SUBJECT_LEFT, SUBJECT_RIGHT, UNCLEAR_OUTPUTS)
 from util.errors import InputError
 
@@ -221,7 +222,7 @@ class PerEyeLabels(LabelTable):
     orientation, so a flip changes no label."""
 
     tasks = (PER_EYE_EYELID,)
-    crop_kind = "eye"  # the manifest's name for "one crop per eye" (kinds EYE_CROP_KINDS)
+    crop_kind = PER_EYE_CROP  # the manifest's name for "one crop per eye" (kinds EYE_CROP_KINDS)
     label_columns = ("eyelid",)
     CSV_COLUMN_OF_EYE = {SUBJECT_RIGHT: "eyelid_img_left", SUBJECT_LEFT: "eyelid_img_right"}
 

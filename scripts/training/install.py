@@ -8,7 +8,8 @@ import onnx
 
 from face_recognition.ax_facial_features.classifiers import DEFAULT_MANIFEST
 from face_recognition.ax_facial_features.constants import (
-    EYE_BAND, EYELASHES, EYELIDS, FACE, FACIAL_HAIR, PER_EYE_EYELID, PER_EYE_INPUT_SIZE, UNCLEAR_OUTPUTS)
+    EYE_BAND, EYELASHES, EYELIDS, FACE, FACIAL_HAIR, PER_EYE_CROP, PER_EYE_EYELID, UNCLEAR_OUTPUTS)
+from face_recognition.ax_facial_features.crops import crop_size
 from util.errors import ModelError
 from util.file_utils import atomic_output, sha256_of_file, write_json_atomic
 
@@ -16,7 +17,7 @@ from util.file_utils import atomic_output, sha256_of_file, write_json_atomic
 GROUP_CONTRACT = {
     "eyes": {"crop": EYE_BAND, "outputs": {EYELIDS: "softmax", EYELASHES: "softmax"}},
     "facial_hair": {"crop": FACE, "outputs": {FACIAL_HAIR: "none"}},  # sigmoid inside the model
-    "per_eye": {"crop": "eye", "input_size": PER_EYE_INPUT_SIZE, "outputs": {PER_EYE_EYELID: "softmax"}},
+    "per_eye": {"crop": PER_EYE_CROP, "input_size": crop_size(PER_EYE_CROP), "outputs": {PER_EYE_EYELID: "softmax"}},
 }
 
 
