@@ -14,6 +14,7 @@ With ``per_eye=True`` each face also gets ``per_eye`` ({"right", "left"}: the su
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 
 import numpy as np
 
@@ -68,6 +69,12 @@ class FaceFeatures:
         answers were carried over from the track's last classified frame)."""
         crop = self.crops.get(kind)
         return crop.corners if crop is not None else kind_corners(self.mesh.landmarks, kind).astype(np.float32)
+
+    @cached_property
+    def geometry(self):
+        """Eye openness and head angles from the mesh (geometry.FaceGeometry), computed once: every task's and
+        every eye's unclear gate reads them."""
+        return face_geometry(self.mesh.landmarks)
 
     def carry_answers_from(self, previous):
         """Take ``previous``'s answers (same track, an earlier frame)."""
@@ -185,7 +192,7 @@ class FacialFeatures:
         width in source pixels of the crop the task reads."""
         def signals():
             width = face.crops[crop_kind].source_size[0]
-            return gate_signals(unclear_probability, face_geometry(face.mesh.landmarks), width, eye=eye)
+            return gate_signals(unclear_probability, face.geometry, width, eye=eye)
 
         return task_status(self.classifiers.gates.get(task), unclear_probability, signals)
 
