@@ -51,13 +51,22 @@ def fit_logistic(x, y, l2=1e-2, iterations=50):
     return beta[:-1], float(beta[-1])
 
 
+def decision_balanced_accuracy(decided, y):
+    """(sensitivity + specificity) / 2 of the unclear decisions."""
+    return (np.mean(decided[y == 1]) + np.mean(~decided[y == 0])) / 2
+
+
+def gate_scores(gate, x):
+    """The gate's score of each row of signals ``x`` (columns in ``gate.features`` order)."""
+    return np.array([gate.score(dict(zip(gate.features, row))) for row in x])
+
+
 def youden_threshold(scores, y):
     """Score threshold maximising balanced accuracy (sensitivity + specificity) / 2."""
     candidates = np.unique(np.round(scores, 4))
     best, best_value = 0.5, -1.0
     for t in candidates:
-        decided = scores >= t
-        value = (np.mean(decided[y == 1]) + np.mean(~decided[y == 0])) / 2
+        value = decision_balanced_accuracy(scores >= t, y)
         if value > best_value:
             best, best_value = float(t), value
     return min(max(best, 1e-4), 1 - 1e-4)
@@ -80,15 +89,15 @@ def fit_gate(task, x, y):
         kept &= ~wrong
     gate = Gate(features=features, mean=tuple(mean), scale=tuple(scale), weights=tuple(weights),
                 bias=bias, threshold=0.5)
-    scores = np.array([gate.score(dict(zip(gate.features, row))) for row in x])
-    gate.threshold = youden_threshold(scores, y)
+    gate.threshold = youden_threshold(gate_scores(gate, x), y)
     return gate
 
 
 def decision_figures(decided, y):
     true_positive = np.sum(decided & (y == 1))
-    return {"precision": float(true_positive / max(decided.sum(), 1)), "recall": float(true_positive / max((y == 1).sum(), 1)),
-            "balanced_accuracy": float((np.mean(decided[y == 1]) + np.mean(~decided[y == 0])) / 2),
+    return {"precision": float(true_positive / max(decided.sum(), 1)),
+            "recall": float(true_positive / max((y == 1).sum(), 1)),
+            "balanced_accuracy": float(decision_balanced_accuracy(decided, y)),
             "flagged_fraction": float(decided.mean())}
 
 
@@ -99,8 +108,7 @@ def gate_report(task, x, y, folds, n_splits):
     for fold in range(n_splits):
         test = folds == fold
         gate = fit_gate(task, x[~test], y[~test])
-        scores = np.array([gate.score(dict(zip(gate.features, row))) for row in x[test]])
-        per_fold["gate"].append(decision_figures(scores >= gate.threshold, y[test]))
+        per_fold["gate"].append(decision_figures(gate_scores(gate, x[test]) >= gate.threshold, y[test]))
         per_fold["model_only"].append(decision_figures(x[test, 0] >= 0.0, y[test]))  # logit >= 0 <=> p >= 0.5
     report = {"rows": int(len(y)), "unclear_fraction": float(y.mean())}
     for name, figures in per_fold.items():
@@ -112,14 +120,11 @@ def gate_report(task, x, y, folds, n_splits):
     return final, report
 
 
-def task_metric_with_and_without_unclear(task, arrays, landmarks, n_splits, offsets=None):
+def task_metric_with_and_without_unclear(task, arrays, x_all, y_all, unclear_mask, n_splits, offsets=None):
     """The task's headline metric per CV fold on its labelled rows, all of them vs those a gate fitted on the
     other folds calls clear (out-of-fold logits plus the calibration ``offsets``): what excluding unclear answers
-    does to the metric, and the coverage kept."""
-    key = UNCLEAR_OUTPUTS[task]
-    unclear_mask = arrays[f"mask/{key}"].astype(bool)
-    x_all = signal_matrix(task, arrays[f"logits/{key}"], landmarks, arrays["kinds"])
-    y_all = arrays[f"targets/{key}"].reshape(-1).astype(int)
+    does to the metric, and the coverage kept. ``x_all``, ``y_all``: every row's signals and unclear target;
+    ``unclear_mask``: the rows whose clarity the annotators settled (the gate's training rows)."""
     logits = arrays[f"logits/{task}"] + np.asarray(offsets if offsets is not None else 0.0)
     keep, labels = scored_rows(task, arrays[f"targets/{task}"], arrays[f"mask/{task}"].astype(bool))
     folds = arrays["fold"]
@@ -128,7 +133,7 @@ def task_metric_with_and_without_unclear(task, arrays, landmarks, n_splits, offs
         train = unclear_mask & (folds != fold)
         gate = fit_gate(task, x_all[train], y_all[train])
         test_rows = np.flatnonzero(keep & (folds == fold))
-        clear = np.array([gate.decide(dict(zip(gate.features, x_all[row])))[0] == "ok" for row in test_rows])
+        clear = gate_scores(gate, x_all[test_rows]) < gate.threshold  # Gate.decide's "ok"
         test_labels = labels[np.searchsorted(np.flatnonzero(keep), test_rows)]
         per_fold["all"].append(task_metrics(task, logits[test_rows], test_labels)[HEADLINE[task]])
         per_fold["clear_only"].append(task_metrics(task, logits[test_rows][clear], test_labels[clear])[HEADLINE[task]]
@@ -151,10 +156,10 @@ def gates_from_out_of_fold(arrays, cache, base_tasks, n_splits, offsets=None):
         if f"logits/{key}" not in arrays:
             continue
         mask = arrays[f"mask/{key}"].astype(bool)
-        x = signal_matrix(task, arrays[f"logits/{key}"][mask], landmarks[mask], arrays["kinds"][mask])
-        y = arrays[f"targets/{key}"][mask].reshape(-1).astype(int)
-        gate, report = gate_report(task, x, y, arrays["fold"][mask], n_splits)
+        x_all = signal_matrix(task, arrays[f"logits/{key}"], landmarks, arrays["kinds"])
+        y_all = arrays[f"targets/{key}"].reshape(-1).astype(int)
+        gate, report = gate_report(task, x_all[mask], y_all[mask], arrays["fold"][mask], n_splits)
         report["task_metric_unclear_included_vs_excluded"] = task_metric_with_and_without_unclear(
-            task, arrays, landmarks, n_splits, (offsets or {}).get(task))
+            task, arrays, x_all, y_all, mask, n_splits, (offsets or {}).get(task))
         results[task] = gate, report
     return results
