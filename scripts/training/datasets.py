@@ -213,6 +213,8 @@ class EyeLabels(LabelTable):
 
 
 EYELID_ANSWERS = CLASS_NAMES[EYELIDS] + ("unclear",)
+# labels_eyes.csv names each eye by its image side: the eye on the image's left is the subject's right eye.
+EYE_LABEL_COLUMNS = {SUBJECT_RIGHT: "eyelid_img_left", SUBJECT_LEFT: "eyelid_img_right"}
 
 
 class PerEyeLabels(LabelTable):
@@ -224,16 +226,15 @@ class PerEyeLabels(LabelTable):
     tasks = (PER_EYE_EYELID,)
     crop_kind = PER_EYE_CROP  # the manifest's name for "one crop per eye" (kinds EYE_CROP_KINDS)
     label_columns = ("eyelid",)
-    CSV_COLUMN_OF_EYE = {SUBJECT_RIGHT: "eyelid_img_left", SUBJECT_LEFT: "eyelid_img_right"}
 
     @classmethod
     def from_eye_table(cls, eye_table, **options):
         n = len(eye_table)
         columns = {name: np.concatenate([values, values]) for name, values in eye_table.columns.items()
-                   if name not in cls.CSV_COLUMN_OF_EYE.values()}
+                   if name not in EYE_LABEL_COLUMNS.values()}
         columns["eye"] = np.array([SUBJECT_RIGHT] * n + [SUBJECT_LEFT] * n, dtype=object)
-        columns["eyelid"] = np.concatenate([eye_table.column(cls.CSV_COLUMN_OF_EYE[SUBJECT_RIGHT]),
-                                            eye_table.column(cls.CSV_COLUMN_OF_EYE[SUBJECT_LEFT])])
+        columns["eyelid"] = np.concatenate([eye_table.column(EYE_LABEL_COLUMNS[SUBJECT_RIGHT]),
+                                            eye_table.column(EYE_LABEL_COLUMNS[SUBJECT_LEFT])])
         return cls(columns, eye_table.images_dir, {**eye_table.options, **options})
 
     def row_kinds(self):

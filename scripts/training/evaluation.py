@@ -14,10 +14,10 @@ import time
 import numpy as np
 
 from face_recognition.ax_facial_features.constants import (
-    CLASS_NAMES, EYELID_TYPES, EYELIDS, MULTI_LABEL_TASKS, STATUS_OK, STATUS_UNCLEAR, SUBJECT_LEFT, SUBJECT_RIGHT)
+    CLASS_NAMES, EYELID_TYPES, EYELIDS, MULTI_LABEL_TASKS, PER_EYE_ORDER, STATUS_OK, STATUS_UNCLEAR)
 from face_recognition.ax_facial_features.pipeline import eyelid_type_of_labels
 from scripts.training.crop_cache import select_face
-from scripts.training.datasets import GROUPS, face_eyelid_label
+from scripts.training.datasets import EYE_LABEL_COLUMNS, GROUPS, face_eyelid_label
 from scripts.training.metrics import (
     HEADLINE, accuracy, balanced_accuracy, bootstrap_interval, json_ready, task_metrics)
 from util.errors import AxError
@@ -27,8 +27,6 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_GROUP_COLUMNS = ("race", "gender", "age")
 _EPS = 1e-7
-# labels_eyes.csv names each eye by its image side: the eye on the image's left is the subject's right eye.
-EYE_LABEL_COLUMNS = {SUBJECT_RIGHT: "eyelid_img_left", SUBJECT_LEFT: "eyelid_img_right"}
 
 
 def probabilities_to_logits(task, probabilities):
@@ -207,7 +205,7 @@ def _per_eye_face_type(table, faces, n_resamples, seed):
         if face is None or label is None:
             continue
         truth.append(EYELID_TYPES.index(label))
-        eye_labels = [CLASS_NAMES[EYELIDS][int(np.argmax(face["per_eye"][eye]))] for eye in EYE_LABEL_COLUMNS]
+        eye_labels = [CLASS_NAMES[EYELIDS][int(np.argmax(face["per_eye"][eye]))] for eye in PER_EYE_ORDER]
         from_labels.append(EYELID_TYPES.index(eyelid_type_of_labels(*eye_labels)))
         reported.append(face["eyelids_type"])
     truth, from_labels = np.asarray(truth, dtype=int), np.asarray(from_labels, dtype=int)
