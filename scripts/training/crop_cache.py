@@ -79,12 +79,14 @@ class CropCache:
         self.row_of = {name: i for i, name in enumerate(self.names)}
         self.landmarks = np.load(os.path.join(path, "landmarks.npy"))
         self.found = np.isfinite(self.landmarks[:, 0, 0])
+        self._checked_kinds = set()  # extra kinds already checked against their probe (one image read each)
 
     def crops(self, kind):
         """(N, S, S, 3) uint8 memory map of one crop kind (S = crops.crop_size(kind)). Kinds beyond the eye band
         and the face (the per-eye crops) are cut from the stored landmarks on first use."""
-        if kind not in CROP_KINDS:
+        if kind not in CROP_KINDS and kind not in self._checked_kinds:
             self._ensure_extra_kind(kind)
+            self._checked_kinds.add(kind)
         return np.load(os.path.join(self.path, f"{kind}.npy"), mmap_mode="r")
 
     def _extra_kind_probe(self, kind):

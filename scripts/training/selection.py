@@ -37,10 +37,10 @@ def compare_heads_on_features(table, cache, backbone_names, head_kinds, config, 
     weights = weights or {}
     rows, cache_rows = trainable_rows(table, cache)
     bank = TargetBank(table)
-    strata = table.strata()[rows]
+    strata, groups = table.strata()[rows], table.split_groups()[rows]
     results = []
     for backbone_name in backbone_names:
-        features = pooled_feature_views(backbone_name, cache, table.crop_kind, cache_rows,
+        features = pooled_feature_views(backbone_name, cache, table.row_kinds()[rows], cache_rows,
                                         weights.get(backbone_name, "imagenet"))
         source = ViewSource(rows, features, view_flips(0), bank)
         for head_kind in head_kinds:
@@ -51,7 +51,7 @@ def compare_heads_on_features(table, cache, backbone_names, head_kinds, config, 
             logger.info("CV %s / %s / %s: %d faces, %d x %d folds", type(table).__name__, backbone_name, head_kind,
                         len(rows), n_repeats, n_splits)
             records, out_of_fold = cross_validate(build_model, source, rows, strata, config, n_splits, n_repeats,
-                                                  seed)
+                                                  seed, groups=groups)
             results.append({"tasks": list(table.tasks), "backbone": backbone_name, "head": head_kind,
                             "faces": int(len(rows)), "summary": summarise_folds(records, n_splits),
                             "pooled_out_of_fold": pooled_out_of_fold(out_of_fold, bank, rows, seed),
