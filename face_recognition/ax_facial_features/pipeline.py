@@ -23,7 +23,7 @@ from face_recognition.ax_facial_features.classifiers import Classifiers
 from face_recognition.ax_facial_features.constants import (
     CLASS_NAMES, DEFAULT_FACIAL_HAIR_THRESHOLD, EYE_CROP_KINDS, EYELID_TYPES, FACE, MULTI_LABEL_TASKS, PER_EYE_CROP,
     PER_EYE_EYELID, PER_EYE_ORDER, STATUS_OK, STATUS_UNCLEAR, TASK_CROP, TASKS, UNCLEAR_OUTPUTS)
-from face_recognition.ax_facial_features.crops import kind_corners, make_crop, preprocess
+from face_recognition.ax_facial_features.crops import kind_corners, make_crop, preprocess, source_width
 from face_recognition.ax_facial_features.geometry import face_geometry
 from face_recognition.ax_facial_features.unclear import gate_signals, model_only_decision
 from util.errors import InputError
@@ -190,8 +190,8 @@ class FacialFeatures:
     def _decide(self, task, face, crop_kind, unclear_probability, eye=None):
         """Status of one task for one face (or one of its eyes), from its gate's signals: the mesh geometry and the
         width in source pixels of the crop the task reads."""
-        def signals():
-            width = face.crops[crop_kind].source_size[0]
+        def signals():  # the same signal functions as the gate fit (scripts/training/gates.py)
+            width = source_width(face.corners(crop_kind))
             return gate_signals(unclear_probability, face.geometry, width, eye=eye)
 
         return task_status(self.classifiers.gates.get(task), unclear_probability, signals)
