@@ -9,6 +9,7 @@ import os
 import cv2
 import numpy as np
 import onnx
+from onnx import numpy_helper
 import onnxruntime
 import pytest
 from hypothesis import given
@@ -118,6 +119,27 @@ def test_outputs_match_the_tflite_interpreter(converted, model, astronaut_bgr):
         got = session.run(None, {"input": nchw})
         for diff, reference in zip(max_abs_differences(got, expected), expected):
             assert diff <= 1e-4 * max(1.0, float(np.abs(reference).max()))
+
+
+@pytest.mark.parametrize("model", ALL_MODELS, ids=MODEL_IDS)
+def test_cpu_friendly_rewrites_equal_the_literal_prelu_and_pad(converted, model, astronaut_bgr, tmp_path):
+    literal = convert_tflite_file(source_path(model), outputs=model.outputs, dynamic_batch=model.dynamic_batch,
+                                  cpu_friendly=False)
+    literal_path = str(tmp_path / "literal.onnx")
+    onnx.save(literal, literal_path)
+    friendly = onnx.load(converted[model.onnx_name])
+    constants = {t.name: numpy_helper.to_array(t) for t in friendly.graph.initializer}
+    assert "PRelu" not in {node.op_type for node in friendly.graph.node}
+    channel_pads = [constants[node.input[1]][[1, 5]] for node in friendly.graph.node if node.op_type == "Pad"]
+    assert not np.any(channel_pads)  # spatial pads may stay (onnxruntime folds them into the next Conv)
+    size = 192 if model is LANDMARK_MODEL else _session(literal_path).get_inputs()[0].shape[2]
+    image = face_crop(astronaut_bgr) if model is LANDMARK_MODEL else astronaut_bgr
+    noise = np.random.default_rng(1).uniform(*model.input_range, (1, 3, size, size)).astype(np.float32)
+    for nchw in (_model_input(model, image, size), noise):
+        expected = _session(literal_path).run(None, {"input": nchw})
+        got = _session(converted[model.onnx_name]).run(None, {"input": nchw})
+        for diff, reference in zip(max_abs_differences(got, expected), expected):
+            assert diff <= 1e-5 * max(1.0, float(np.abs(reference).max()))
 
 
 @pytest.mark.parametrize("model", ALL_MODELS, ids=MODEL_IDS)

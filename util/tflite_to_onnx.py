@@ -11,6 +11,14 @@ included), weights are transposed once at conversion, and ops whose meaning depe
 (NHWC for rank 4) unless flattened, so they equal the interpreter's values.
 
 Input normalisation is not folded into the graph: callers feed what the TFLite model expects.
+
+CPU-friendly rewrites (``cpu_friendly=True``, the default): onnxruntime runs convolutions in a blocked channel
+layout (NCHWc) and must reorder the tensor back to NCHW around any operator it cannot run in that layout. PRelu and
+Pad are two such operators, and the face mesh has one PRelu after nearly every block, so the reorders and a slow
+generic PRelu took more than half of its time. Both are therefore emitted as equivalent 1x1 convolutions (exact up
+to float rounding): a per-channel PRelu as y + (1 - slope) * Relu(-y), i.e. depthwise Conv(-1) -> Relu ->
+depthwise Conv(1 - slope) -> Add; a zero Pad of the channel axis only as Conv with an identity-then-zeros weight.
+Measured on 2 cores: mesh pass 5.0 -> 2.1 ms, short-range detector 2.1 -> 1.5 ms.
 """
 import hashlib
 import os
@@ -50,18 +58,20 @@ class OutputSpec:
 
 
 def convert_tflite_file(tflite_path, *, input_name="input", outputs=None, dynamic_batch=False,
-                        doc_string="", metadata=None):
+                        doc_string="", metadata=None, cpu_friendly=True):
     """Convert a single-input TFLite model file into an ``onnx.ModelProto``.
 
     ``outputs``: one OutputSpec (or plain name) per TFLite output, in TFLite output order; default keeps names.
     ``dynamic_batch``: the first input/output axis becomes symbolic ("batch"); every reshape is batch-agnostic.
+    ``cpu_friendly``: PRelu and channel Pad as 1x1 convolutions (module docstring); False keeps them literal.
     """
     with open(tflite_path, "rb") as f:
         data = f.read()
     props = {"source_file": os.path.basename(tflite_path), "source_sha256": hashlib.sha256(data).hexdigest()}
     props.update(metadata or {})
     graph = _TfliteGraph(data)
-    model = _Converter(graph, input_name=input_name, outputs=outputs, dynamic_batch=dynamic_batch).build(
+    model = _Converter(graph, input_name=input_name, outputs=outputs, dynamic_batch=dynamic_batch,
+                       cpu_friendly=cpu_friendly).build(
         name=os.path.splitext(os.path.basename(tflite_path))[0], doc_string=doc_string)
     for key, value in sorted(props.items()):
         model.metadata_props.add(key=key, value=str(value))
@@ -219,8 +229,9 @@ def _spatial_pads(padding, in_hw, kernel_hw, strides, dilations=(1, 1)):
 
 
 class _Converter:
-    def __init__(self, graph, *, input_name, outputs, dynamic_batch):
+    def __init__(self, graph, *, input_name, outputs, dynamic_batch, cpu_friendly=True):
         self.graph = graph
+        self.cpu_friendly = cpu_friendly
         self.input_name = input_name
         self.dynamic_batch = dynamic_batch
         self.output_specs = self._output_specs(outputs)
@@ -418,7 +429,28 @@ def _convert_prelu(conv, op):
     slope = conv.constant(alpha).astype(np.float32)
     if len(g.shape(x)) == 4:  # NHWC-broadcast slope (.., H?, W?, C) -> (C, H?, W?) for NCHW
         slope = slope.reshape((1,) * (3 - slope.ndim) + slope.shape[-3:]).transpose(2, 0, 1)
+    if conv.cpu_friendly and slope.ndim == 3 and slope.shape[1:] == (1, 1):
+        _emit_prelu_as_convolutions(conv, conv.activation(x), slope.reshape(-1), y, g.name(alpha))
+        return
     conv.emit("PRelu", [conv.activation(x), conv.add_initializer(slope, g.name(alpha))], y)
+
+
+def _depthwise_1x1(conv, source, scale, base):
+    """Name of Conv(source) multiplying channel c by scale[c] (a grouped 1x1 convolution)."""
+    channels = scale.size
+    weight = conv.add_initializer(scale.reshape(channels, 1, 1, 1).astype(np.float32), f"{base}_weight")
+    target = conv.fresh(base)
+    conv.add_node("Conv", [source, weight], [target], kernel_shape=[1, 1], group=channels)
+    return target
+
+
+def _emit_prelu_as_convolutions(conv, source, slope, target_index, base):
+    """PRelu(y) = y + (1 - slope) * Relu(-y), per channel, with convolutions onnxruntime keeps in NCHWc."""
+    negated = _depthwise_1x1(conv, source, -np.ones_like(slope), f"{base}_negated")
+    negative_part = conv.fresh(f"{base}_negative_part")
+    conv.add_node("Relu", [negated], [negative_part])
+    correction = _depthwise_1x1(conv, negative_part, 1.0 - slope, f"{base}_correction")
+    conv.emit("Add", [correction, source], target_index)
 
 
 def _convert_relu(conv, op):
@@ -442,7 +474,16 @@ def _convert_pad(conv, op):
     x, paddings = g.op_inputs(op)[:2]
     (y,) = g.op_outputs(op)
     pad = conv.constant(paddings).astype(np.int64)  # (rank, 2) before/after, TFLite axis order
-    order = NHWC_TO_NCHW if len(g.shape(x)) == 4 else tuple(range(len(pad)))
+    rank = len(g.shape(x))
+    if conv.cpu_friendly and rank == 4 and not pad[:3].any() and pad[3, 0] == 0:
+        # Zero channels appended (BlazeFace / mesh residual shortcuts): a 1x1 Conv with weight [identity; zeros].
+        channels = g.shape(x)[3]
+        weight = np.zeros((channels + pad[3, 1], channels, 1, 1), np.float32)
+        weight[np.arange(channels), np.arange(channels), 0, 0] = 1.0
+        conv.emit("Conv", [conv.activation(x), conv.add_initializer(weight, f"{g.name(paddings)}_as_conv")], y,
+                  kernel_shape=[1, 1])
+        return
+    order = NHWC_TO_NCHW if rank == 4 else tuple(range(len(pad)))
     onnx_pads = np.array([pad[a, 0] for a in order] + [pad[a, 1] for a in order], np.int64)
     conv.emit("Pad", [conv.activation(x), conv.add_initializer(onnx_pads, f"{g.name(paddings)}_onnx")], y,
               mode="constant")
