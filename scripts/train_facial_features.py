@@ -149,10 +149,7 @@ def command_finetune(args):
         plot_history(cv_report["folds"][0]["history"], os.path.join(run_dir, "cv_fold0_metrics.png"),
                      f"{args.group} CV fold 0 (val = test fold, logged only)")
         print_summary(cv_report["summary"])
-        for task, entry in cv_report.get("calibration", {}).items():
-            print(f"{task} calibrated {entry['metric']}: {entry['calibrated']['mean']:.3f} "
-                  f"[{entry['calibrated']['low']:.3f}, {entry['calibrated']['high']:.3f}] vs uncalibrated "
-                  f"{entry['uncalibrated']['mean']:.3f} (cross-fitted); offsets {entry['offsets']}")
+        print_calibration(cv_report.get("calibration", {}))
     if not args.no_final:
         paths = train_final(prepared, config, run_dir, args.group, args.val_fraction, args.seed, cv_report,
                             args.fp16_weights, offsets)
@@ -187,6 +184,34 @@ def calibrate_out_of_fold(arrays, n_splits):
     tasks = [key.split("/", 1)[1] for key in arrays if key.startswith("logits/")]
     return {task: calibrate(task, arrays[f"logits/{task}"], arrays[f"targets/{task}"], arrays[f"mask/{task}"],
                             arrays["fold"], n_splits) for task in calibrated_tasks(tasks)}
+
+
+def print_calibration(calibration):
+    for task, entry in calibration.items():
+        print(f"{task} calibrated {entry['metric']}: {entry['calibrated']['mean']:.3f} "
+              f"[{entry['calibrated']['low']:.3f}, {entry['calibrated']['high']:.3f}] vs uncalibrated "
+              f"{entry['uncalibrated']['mean']:.3f} (cross-fitted); offsets {entry['offsets']}")
+        if "set_decision" in entry:
+            chosen, difference = entry["set_decision"]["set_decision"], entry["set_decision"]["difference"]
+            print(f"{task} set decision {entry['metric']}: {chosen['mean']:.3f} [{chosen['low']:.3f}, "
+                  f"{chosen['high']:.3f}], minus the 0.5 threshold {difference['mean']:+.3f} "
+                  f"[{difference['low']:+.3f}, {difference['high']:+.3f}] (cross-fitted, paired)")
+
+
+def command_decisions(args):
+    """Decision calibration (offsets, and the set decision for multi-label tasks) of finished CV runs, from their
+    cv_out_of_fold.npz, without training again; report JSON in each run folder."""
+    import numpy as np
+
+    from scripts.training.metrics import json_ready
+    from util.file_utils import write_json_atomic
+
+    for run_dir in args.runs:
+        arrays = dict(np.load(os.path.join(run_dir, "cv_out_of_fold.npz")))
+        calibration = calibrate_out_of_fold(arrays, int(arrays["fold"].max()) + 1)
+        print(os.path.basename(os.path.normpath(run_dir)))
+        print_calibration(calibration)
+        write_json_atomic(os.path.join(run_dir, "decisions.json"), json_ready(calibration))
 
 
 def print_summary(summary):
@@ -318,6 +343,11 @@ def build_parser():
     gates.add_argument("--report", default=os.path.join(DEFAULT_RUNS, "unclear_gates.json"))
     gates.add_argument("--install", action="store_true", help="write the gates into the plugin's manifest")
     gates.set_defaults(run=command_gates)
+
+    decisions = commands.add_parser("decisions", help="decision offsets and the multi-label set decision, "
+                                    "cross-fitted on finished CV runs (no training)")
+    decisions.add_argument("--runs", nargs="+", required=True, help="finetune run folders (with cv_out_of_fold.npz)")
+    decisions.set_defaults(run=command_decisions)
 
     install = commands.add_parser("install", help="copy an exported ONNX into the plugin and update its manifest")
     install.add_argument("--onnx", required=True)

@@ -407,6 +407,27 @@ def test_calibration_offsets_fix_a_biased_multi_label_model():
     assert report["uncalibrated"]["mean"] == pytest.approx(before, abs=0.05)
 
 
+def test_set_decision_pools_labels_that_come_together():
+    from scripts.training.set_decision import cross_fitted_set_decision, decide, label_sets
+
+    sets = label_sets(3)
+    assert sets.shape == (8, 3) and not sets[0].any() and sets[-1].all()
+    certain = np.eye(8)[[0, 5, 7]]  # all mass on one set: that set is the answer, at any denominator weight
+    assert np.array_equal(decide(certain, 0.6), sets[[0, 5, 7]])
+    probably_none = np.r_[0.6, np.full(7, 0.4 / 7)][None]
+    # a face that is probably clean-shaven is left out when the score to beat is high, answered when it is low
+    assert not decide(probably_none, 0.9).any() and decide(probably_none, 0.1).any()
+
+    rng = np.random.default_rng(0)
+    # the three labels are all present or all absent, each logit a weak noisy view of that: only a joint decision
+    # can pool them, a per-label threshold answers with scattered subsets
+    targets = (rng.random(600) < 0.3)[:, None].repeat(3, axis=1).astype(np.float32)
+    logits = (targets * 2 - 1) * 1.0 + rng.normal(0, 1.5, targets.shape) - 0.5
+    report = cross_fitted_set_decision(logits, targets, np.arange(600) % 5, 5)
+    assert report["threshold"]["mean"] == pytest.approx(metrics.hamming_score(targets, logits >= 0), abs=0.03)
+    assert report["difference"]["low"] > 0.1
+
+
 def test_logit_offsets_and_input_downsample_reach_the_onnx_file(tmp_path):
     from scripts.training.export import export_and_verify
     from scripts.training.models import load_checkpoint, save_checkpoint

@@ -12,8 +12,9 @@ Estimate: for each fold, offsets fitted on the other folds' out-of-fold predicti
 """
 import numpy as np
 
-from face_recognition.ax_facial_features.constants import SIGMOID_OUTPUTS, UNCLEAR_OUTPUTS
+from face_recognition.ax_facial_features.constants import MULTI_LABEL_TASKS, SIGMOID_OUTPUTS, UNCLEAR_OUTPUTS
 from scripts.training.metrics import HEADLINE, cv_interval, task_metrics
+from scripts.training.set_decision import cross_fitted_set_decision
 from scripts.training.trainer import scored_rows
 
 OFFSET_GRID = np.round(np.arange(-3.0, 3.0001, 0.1), 2)
@@ -62,4 +63,6 @@ def calibrate(task, logits, targets, mask, fold_of_row, n_splits):
     for name, scores in per_fold.items():
         mean, low, high, std = cv_interval(scores, 1 / n_splits, bounds=(0.0, 1.0))
         report[name] = {"mean": mean, "low": low, "high": high, "std": std, "per_fold": scores}
+    if task in MULTI_LABEL_TASKS:
+        report["set_decision"] = cross_fitted_set_decision(logits, labels, folds, n_splits)
     return report
