@@ -21,7 +21,9 @@ class UpstreamReference:
     def __init__(self, analyser):
         self.analyser = analyser
         self.detector = analyser.face_mesh.detector
-        self.anchors_path = os.path.join(tempfile.mkdtemp(prefix="upstream_anchors_"), "anchors.npy")
+        # removed with this object (or at exit): benchmarks and tests make many of these
+        self._anchors_folder = tempfile.TemporaryDirectory(prefix="upstream_anchors_")
+        self.anchors_path = os.path.join(self._anchors_folder.name, "anchors.npy")
         np.save(self.anchors_path, self.detector.anchors)
         self.model_of_task = {out.task: model for model in analyser.classifiers.models for out in model.spec.outputs}
 

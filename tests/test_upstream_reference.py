@@ -17,3 +17,15 @@ def test_upstream_reference_matches_the_plugin(analyser, scene, faces, request):
     upstream = UpstreamReference(analyser).process(image)
     assert len(ours) == len(upstream) == faces
     assert max_probability_difference(ours, upstream) < 1e-5
+
+
+def test_upstream_reference_removes_its_anchor_file(analyser):
+    import gc
+    import os
+
+    reference = UpstreamReference(analyser)
+    folder = os.path.dirname(reference.anchors_path)
+    assert os.path.isfile(reference.anchors_path)
+    del reference
+    gc.collect()
+    assert not os.path.exists(folder)
