@@ -408,7 +408,8 @@ def test_calibration_offsets_fix_a_biased_multi_label_model():
 
 
 def test_set_decision_pools_labels_that_come_together():
-    from scripts.training.set_decision import cross_fitted_set_decision, decide, label_sets
+    from scripts.training.calibration import calibrate
+    from scripts.training.set_decision import decide, label_sets
 
     sets = label_sets(3)
     assert sets.shape == (8, 3) and not sets[0].any() and sets[-1].all()
@@ -423,9 +424,9 @@ def test_set_decision_pools_labels_that_come_together():
     # can pool them, a per-label threshold answers with scattered subsets
     targets = (rng.random(600) < 0.3)[:, None].repeat(3, axis=1).astype(np.float32)
     logits = (targets * 2 - 1) * 1.0 + rng.normal(0, 1.5, targets.shape) - 0.5
-    report = cross_fitted_set_decision(logits, targets, np.arange(600) % 5, 5)
-    assert report["threshold"]["mean"] == pytest.approx(metrics.hamming_score(targets, logits >= 0), abs=0.03)
-    assert report["difference"]["low"] > 0.1
+    report = calibrate(FACIAL_HAIR, logits, targets, np.ones(600, bool), np.arange(600) % 5, 5)
+    assert report["uncalibrated"]["mean"] == pytest.approx(metrics.hamming_score(targets, logits >= 0), abs=0.03)
+    assert report["set_decision"]["difference"]["low"] > 0.1
 
 
 def test_logit_offsets_and_input_downsample_reach_the_onnx_file(tmp_path):

@@ -61,8 +61,16 @@ def calibrate(task, logits, targets, mask, fold_of_row, n_splits):
         per_fold["calibrated"].append(_score(task, logits[test], labels[test], offsets))
     report = {"metric": HEADLINE[task], "offsets": fit_offsets(task, logits, labels).tolist()}
     for name, scores in per_fold.items():
-        mean, low, high, std = cv_interval(scores, 1 / n_splits, bounds=(0.0, 1.0))
-        report[name] = {"mean": mean, "low": low, "high": high, "std": std, "per_fold": scores}
+        report[name] = _fold_interval(scores, n_splits)
     if task in MULTI_LABEL_TASKS:
-        report["set_decision"] = cross_fitted_set_decision(logits, labels, folds, n_splits)
+        # paired with "uncalibrated", the same folds' plain 0.5 threshold
+        chosen = cross_fitted_set_decision(logits, labels, folds, n_splits)
+        report["set_decision"] = {
+            "set_decision": _fold_interval(chosen, n_splits),
+            "difference": _fold_interval(list(np.subtract(chosen, per_fold["uncalibrated"])), n_splits, (-1.0, 1.0))}
     return report
+
+
+def _fold_interval(scores, n_splits, bounds=(0.0, 1.0)):
+    mean, low, high, std = cv_interval(scores, 1 / n_splits, bounds=bounds)
+    return {"mean": mean, "low": low, "high": high, "std": std, "per_fold": list(map(float, scores))}

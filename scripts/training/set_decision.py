@@ -14,7 +14,7 @@ import itertools
 import numpy as np
 import torch
 
-from scripts.training.metrics import cv_interval, hamming_score
+from scripts.training.metrics import hamming_score
 
 DENOMINATOR_WEIGHTS = np.round(np.arange(0.30, 1.0001, 0.02), 2)
 L2_PENALTY = 1e-2
@@ -76,19 +76,13 @@ def fit_denominator_weight(probabilities, labels):
 
 
 def cross_fitted_set_decision(logits, labels, folds, n_splits):
-    """Per test fold: the set model and H fitted on the other folds' out-of-fold rows, scored on this fold, next to
-    the plain 0.5 threshold; means with corrected-t 95 % intervals and the paired difference."""
+    """Hamming score of the set decision on each test fold, the set model and H fitted on the other folds'
+    out-of-fold rows (``calibration.calibrate`` pairs it with the plain 0.5 threshold)."""
     logits, labels, folds = np.asarray(logits, np.float64), np.asarray(labels) > 0.5, np.asarray(folds)
-    plain, chosen = [], []
+    scores = []
     for fold in range(n_splits):
         test, train = folds == fold, folds != fold
         weights = fit_set_model(logits[train], labels[train])
         weight = fit_denominator_weight(set_probabilities(weights, logits[train]), labels[train])
-        plain.append(hamming_score(labels[test], logits[test] >= 0))
-        chosen.append(hamming_score(labels[test], decide(set_probabilities(weights, logits[test]), weight)))
-    report = {}
-    for name, scores, bounds in (("threshold", plain, (0.0, 1.0)), ("set_decision", chosen, (0.0, 1.0)),
-                                 ("difference", np.subtract(chosen, plain), (-1.0, 1.0))):
-        mean, low, high, std = cv_interval(list(scores), 1 / n_splits, bounds=bounds)
-        report[name] = {"mean": mean, "low": low, "high": high, "std": std, "per_fold": list(map(float, scores))}
-    return report
+        scores.append(hamming_score(labels[test], decide(set_probabilities(weights, logits[test]), weight)))
+    return scores
