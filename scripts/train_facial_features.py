@@ -130,7 +130,8 @@ def command_finetune(args):
         raise AxError("resnet50 needs --resnet50-weights (no ImageNet ResNet50 weights are packaged)")
     spec = FinetuneSpec(backbone=args.backbone, head=args.head, train_stages=args.train_stages,
                         augmented_views=args.augmented_views, weights=weights, input_downsample=args.input_downsample,
-                        input_window=tuple(args.input_window) if args.input_window else None)
+                        input_window=tuple(args.input_window) if args.input_window else None,
+                        flip_average=args.flip_average, ensemble=args.ensemble)
     config = train_config(args)
     run_dir = os.path.join(args.out, f"{args.group}-{args.backbone}-{args.head}-k{args.train_stages}-"
                                      f"{time.strftime('%Y%m%d-%H%M%S')}")
@@ -149,6 +150,9 @@ def command_finetune(args):
         plot_history(cv_report["folds"][0]["history"], os.path.join(run_dir, "cv_fold0_metrics.png"),
                      f"{args.group} CV fold 0 (val = test fold, logged only)")
         print_summary(cv_report["summary"])
+        for task, gain in cv_report.get("gain_over_single_model_plain", {}).items():
+            print(f"{task}: {gain['metric']} minus one model on plain crops {gain['mean']:+.3f} "
+                  f"[{gain['low']:+.3f}, {gain['high']:+.3f}] (paired over folds)")
         print_calibration(cv_report.get("calibration", {}))
     if not args.no_final:
         paths = train_final(prepared, config, run_dir, args.group, args.val_fraction, args.seed, cv_report,
@@ -271,7 +275,8 @@ def command_export(args):
     from scripts.training.models import load_checkpoint
 
     model, checkpoint = load_checkpoint(args.checkpoint)
-    report = export_and_verify(model, args.output, args.fp16_weights, checkpoint.get("input_size", 256))
+    report = export_and_verify(model, args.output, args.fp16_weights, checkpoint.get("input_size", 256),
+                               checkpoint.get("flip_average", False))
     print(f"{args.output}: outputs {report['output_names']}, max |onnx - torch| {report['max_abs_diff']}")
 
 
@@ -325,6 +330,12 @@ def build_parser():
     finetune.add_argument("--input-window", type=int, nargs=4, metavar=("TOP", "BOTTOM", "LEFT", "RIGHT"),
                           help="the network reads only this window of the 256x256 crop (before pooling), e.g. "
                                "the lower face for facial hair: 128 256 32 224")
+    finetune.add_argument("--flip-average", action="store_true",
+                          help="score (CV) and export the mean logits of each crop and its mirror image "
+                               "(face-level tasks; the exported network runs a batch twice the size)")
+    finetune.add_argument("--ensemble", type=int, default=1,
+                          help="members per model (seeds SEED, SEED+1, ...), trained alike and exported as one "
+                               "network that shares the frozen stages and averages the logits (linear heads)")
     finetune.add_argument("--calibrate", action="store_true",
                           help="decision offsets chosen on the CV's out-of-fold predictions (cross-fitted "
                                "estimate reported) and built into the exported model")

@@ -1,5 +1,6 @@
 """Training toolkit (scripts/training): metrics, labels, flips, backbones, CV splits, training loop, ONNX export.
 Skipped when torch (a training-only dependency) is not installed."""
+import copy
 import csv
 import os
 
@@ -511,6 +512,120 @@ def test_input_window_reads_only_its_part_of_the_crop_and_exports(tmp_path):
     export_and_verify(model, str(tmp_path / "window.onnx"))
     save_checkpoint(str(tmp_path / "model.pt"), model, "facial_hair", "mobilenet_v2", "linear", {})
     assert load_checkpoint(str(tmp_path / "model.pt"))[0].trunk.input_window == (128, 256, 32, 224)
+
+
+def test_flip_average_scores_and_exports_the_mean_of_a_crop_and_its_mirror(tmp_path):
+    from scripts.training.export import export_and_verify
+    from scripts.training.models import ExportModel, load_checkpoint, save_checkpoint
+    from scripts.training.trainer import predict
+    from util.backend import create_backend
+
+    # Trainer side: the flip average reads view 1 (the mirrored plain crop) of cached views.
+    table = SyntheticTable(6)
+    views = np.random.default_rng(0).normal(size=(6, 3, 16)).astype(np.float32)
+    source = ViewSource(np.arange(6), views, augment.view_flips(1), TargetBank(table))
+    heads = MultiHeadModel(torch.nn.Identity(), build_heads(table.tasks, 16, "linear")).eval()
+    with torch.no_grad():
+        by_view = [heads(torch.from_numpy(views[:, v]))[EYELIDS].numpy() for v in (0, 1)]
+    averaged = predict(heads, source, np.arange(6), flip_average=True)[EYELIDS]
+    assert np.allclose(averaged, (by_view[0] + by_view[1]) / 2, atol=1e-6)
+    assert np.allclose(predict(heads, source, np.arange(6))[EYELIDS], by_view[0], atol=1e-6)
+    plain_only = ViewSource(np.arange(6), views[:, :1], [False], TargetBank(table))
+    with pytest.raises(ValueError):  # no mirrored view: refuse rather than average the wrong one
+        predict(heads, plain_only, np.arange(6), flip_average=True)
+
+    # Export side: one pass over the crops and their mirror images, logits averaged before the sigmoid.
+    backbone = backbones.build_backbone("mobilenet_v2", input_window=(128, 256, 32, 224))
+    model = MultiHeadModel(backbone, build_heads((FACIAL_HAIR,), backbone.feature_dim, "linear")).eval()
+    x = torch.from_numpy(np.random.default_rng(1).standard_normal((2, 3, 256, 256)).astype(np.float32))
+    with torch.no_grad():
+        mean_logits = (model(x)[FACIAL_HAIR] + model(torch.flip(x, dims=[3]))[FACIAL_HAIR]) / 2
+        exported = ExportModel(model, flip_average=True)(x)[0]
+        assert torch.allclose(exported, torch.sigmoid(mean_logits), atol=1e-6)
+        assert torch.allclose(ExportModel(model, flip_average=True)(torch.flip(x, dims=[3]))[0], exported, atol=1e-5)
+    path = str(tmp_path / "flip.onnx")
+    report = export_and_verify(model, path, flip_average=True)  # batches 1 and 3 against torch
+    assert report["non_standard_ops"] == []
+    onnx_out = create_backend(path, force_onnx=True).predict(x.numpy())[0]
+    assert np.allclose(onnx_out, exported.numpy(), atol=1e-4)
+    save_checkpoint(str(tmp_path / "model.pt"), model, "facial_hair", "mobilenet_v2", "linear", {}, flip_average=True)
+    assert load_checkpoint(str(tmp_path / "model.pt"))[1]["flip_average"] is True
+
+
+def _two_members(shared_stages):
+    """Two models from one pristine ImageNet backbone (first ``shared_stages`` stages untouched), heads differing."""
+    pristine = backbones.build_backbone("mobilenet_v2", input_window=(120, 256, 32, 224))
+    members = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        backbone = copy.deepcopy(pristine)
+        with torch.no_grad():
+            for p in backbone.tail_parameters(len(backbone.stages()) - shared_stages):
+                p.add_(0.01 * torch.randn_like(p))
+        members.append(MultiHeadModel(BackboneTail(backbone, shared_stages),
+                                      build_heads((FACIAL_HAIR,), backbone.feature_dim, "linear")).eval())
+    return members
+
+
+def test_ensemble_network_averages_its_members_and_exports_with_shared_stages(tmp_path):
+    from scripts.training.export import export_and_verify
+    from scripts.training.finetune import deployable
+    from scripts.training.models import ensemble_of, load_checkpoint, save_checkpoint
+
+    members = _two_members(shared_stages=11)
+    ensemble = ensemble_of(members, 11)
+    x = torch.from_numpy(np.random.default_rng(2).standard_normal((3, 3, 256, 256)).astype(np.float32))
+    with torch.no_grad():
+        singles = [deployable(m)(x)[FACIAL_HAIR] for m in members]
+        assert not torch.allclose(singles[0], singles[1], atol=1e-3)
+        assert torch.allclose(ensemble(x)[FACIAL_HAIR], (singles[0] + singles[1]) / 2, atol=1e-5)
+    single_path, ensemble_path = str(tmp_path / "single.onnx"), str(tmp_path / "ensemble.onnx")
+    export_and_verify(deployable(members[0]), single_path)
+    report = export_and_verify(ensemble, ensemble_path, flip_average=True)  # checked against torch, batch 1 and 3
+    assert report["non_standard_ops"] == []
+    # the shared stages are stored once: well under two whole networks
+    assert os.path.getsize(ensemble_path) < 1.95 * os.path.getsize(single_path)
+    save_checkpoint(str(tmp_path / "ensemble.pt"), ensemble, "facial_hair", "mobilenet_v2", "linear", {})
+    loaded, checkpoint = load_checkpoint(str(tmp_path / "ensemble.pt"))
+    assert checkpoint["ensemble"] == 2 and checkpoint["shared_stages"] == 11
+    with torch.no_grad():
+        assert torch.allclose(loaded(x)[FACIAL_HAIR], ensemble(x)[FACIAL_HAIR], atol=1e-6)
+    with pytest.raises(ValueError):  # members whose "shared" stages differ cannot share them
+        ensemble_of(_two_members(shared_stages=10), 11)
+
+
+def test_cross_validated_ensemble_is_the_mean_of_seeded_members():
+    from scripts.training.cv import cross_validate, paired_headline_gain
+    from scripts.training.trainer import predict
+
+    table = SyntheticTable(60)
+    rng = np.random.default_rng(3)
+    features = rng.normal(size=(60, 16)).astype(np.float32)
+    features[:, :8] += 1.5 * table.lids[:, None]
+    views = np.stack([features, features[:, ::-1].copy()], axis=1)
+    source = ViewSource(np.arange(60), views, [False, True], TargetBank(table))
+
+    def build_model():
+        return MultiHeadModel(torch.nn.Identity(), build_heads(table.tasks, 16, "linear")), []
+
+    config = TrainConfig(epochs=3, batch_size=16, lr=0.05, seed=4)
+    strata = table.lids
+    run = [cross_validate(build_model, source, np.arange(60), strata, config, n_splits=3, n_repeats=1, members=2,
+                          flip_average=True) for _ in range(2)]
+    assert np.array_equal(run[0][1][0][EYELIDS], run[1][1][0][EYELIDS])  # seeded: the same numbers twice
+    # fold 0 by hand: members with seeds 4 and 5, each flip-averaged, then averaged
+    _, _, train, test = repeated_splits(strata, 3, 1, 0)[0]
+    by_hand = []
+    for seed in (4, 5):
+        torch.manual_seed(seed)
+        model, _ = build_model()
+        fit(model, source, train, TrainConfig(epochs=3, batch_size=16, lr=0.05, seed=seed))
+        by_hand.append(predict(model, source, test, flip_average=True)[EYELIDS])
+    assert np.allclose(run[0][1][0][EYELIDS][test], np.mean(by_hand, axis=0), atol=1e-5)
+    records = run[0][0]
+    assert all("single_model_metrics" in r for r in records)
+    gain = paired_headline_gain(records, 3)[EYELIDS]
+    assert len(gain["per_fold"]) == 3 and gain["low"] <= gain["mean"] <= gain["high"]
 
 
 def test_gate_drops_wrong_way_signals_and_does_not_extrapolate():

@@ -4,7 +4,8 @@ import math
 import numpy as np
 
 from scripts.training.metrics import HEADLINE, UNBOUNDED, bootstrap_interval, cv_interval, task_metrics
-from scripts.training.trainer import evaluate, fit, metrics_from_logits, scored_rows
+from scripts.training.trainer import (evaluate, fit, metrics_from_logits, predict, score, scored_rows,
+                                      seeded_member_config)
 
 
 def stratified_kfold(strata, n_splits, seed):
@@ -46,19 +47,34 @@ def repeated_splits(strata, n_splits=5, n_repeats=3, seed=0, groups=None):
 
 
 def cross_validate(build_model, source, rows, strata, config, n_splits=5, n_repeats=3, seed=0, log_test_curves=False,
-                   on_fold=None, groups=None):
+                   on_fold=None, groups=None, flip_average=False, members=1):
     """Train a fresh model per fold on the other folds (fixed epochs: no selection on the test fold) and score
-    it on the test fold. ``build_model()`` -> (model, trainable trunk params). ``log_test_curves`` keeps the
-    per-epoch test-fold metrics in the record ("history"), for plots only. Returns the fold records and the
-    out-of-fold logits of each repeat. ``groups`` (per row): rows sharing a value stay in one fold."""
+    it on the test fold. ``build_model()`` -> (model, trainable trunk params); its new weights are drawn after
+    ``torch.manual_seed`` of the training seed, so a run is reproducible. ``log_test_curves`` keeps the per-epoch
+    test-fold metrics in the record ("history"), for plots only. Returns the fold records and the out-of-fold
+    logits of each repeat. ``groups`` (per row): rows sharing a value stay in one fold. ``flip_average``: scored
+    on the mean logits of each test crop and its mirror image. ``members`` > 1: an ensemble per fold, member i
+    trained with seed ``config.seed + i``, scored on the mean of their logits; with either option the record also
+    holds "single_model_metrics", member 0 on plain crops, for a paired comparison."""
     rows = np.asarray(rows)
     records, out_of_fold = [], {}
     for repeat, fold, train, test in repeated_splits(strata, n_splits, n_repeats, seed, groups):
-        model, trainable = build_model()
-        history = fit(model, source, rows[train], config, trainable_trunk_params=trainable,
-                      val_rows=rows[test] if log_test_curves else None)
-        metrics, logits = evaluate(model, source, rows[test])
-        records.append({"repeat": repeat, "fold": fold, "test_count": int(len(test)), "metrics": metrics})
+        member_logits, history, single = [], None, None
+        for member in range(members):
+            member_config = seeded_member_config(config, member)
+            model, trainable = build_model()
+            curves = fit(model, source, rows[train], member_config, trainable_trunk_params=trainable,
+                         val_rows=rows[test] if log_test_curves and member == 0 else None, flip_average=flip_average)
+            member_logits.append(predict(model, source, rows[test], flip_average=flip_average))
+            if member == 0:
+                history = curves
+                if members > 1 or flip_average:
+                    single = evaluate(model, source, rows[test])[0]
+        logits = {t: np.mean([m[t] for m in member_logits], axis=0) for t in member_logits[0]}
+        records.append({"repeat": repeat, "fold": fold, "test_count": int(len(test)),
+                        "metrics": score(source, rows[test], logits)})
+        if single is not None:
+            records[-1]["single_model_metrics"] = single
         if log_test_curves:
             records[-1]["history"] = history
         for task, task_logits in logits.items():
@@ -69,19 +85,33 @@ def cross_validate(build_model, source, rows, strata, config, n_splits=5, n_repe
     return records, out_of_fold
 
 
-def summarise_folds(records, n_splits):
-    """{task: {metric: {mean, low, high, std}}} over folds, corrected-t 95 % intervals."""
+def summarise_folds(records, n_splits, key="metrics"):
+    """{task: {metric: {mean, low, high, std}}} over folds (each record's ``key`` metrics), corrected-t 95 %
+    intervals."""
     summary = {}
-    tasks = records[0]["metrics"].keys()
+    tasks = records[0][key].keys()
     for task in tasks:
-        names = [k for k, v in records[0]["metrics"][task].items() if k != "count"]
+        names = [k for k, v in records[0][key][task].items() if k != "count"]
         summary[task] = {}
         for name in names:
             bounds = (-math.inf, math.inf) if name in UNBOUNDED else (0.0, 1.0)
-            mean, low, high, std = cv_interval([r["metrics"][task].get(name) for r in records], 1 / n_splits,
+            mean, low, high, std = cv_interval([r[key][task].get(name) for r in records], 1 / n_splits,
                                                bounds=bounds)
             summary[task][name] = {"mean": mean, "low": low, "high": high, "std": std}
     return summary
+
+
+def paired_headline_gain(records, n_splits):
+    """{task: {mean, low, high, std, per_fold}}: headline metric of the configured model minus the single model
+    on plain crops, fold by fold (records from ``cross_validate`` with ``flip_average`` or ``members`` > 1)."""
+    gains = {}
+    for task in records[0]["metrics"]:
+        differences = [r["metrics"][task].get(HEADLINE[task], math.nan)
+                       - r["single_model_metrics"][task].get(HEADLINE[task], math.nan) for r in records]
+        mean, low, high, std = cv_interval(differences, 1 / n_splits, bounds=(-1.0, 1.0))
+        gains[task] = {"metric": HEADLINE[task], "mean": mean, "low": low, "high": high, "std": std,
+                       "per_fold": differences}
+    return gains
 
 
 def pooled_out_of_fold(out_of_fold, bank, rows, seed=0, n_resamples=1000):

@@ -28,9 +28,10 @@ INPUT_NAME = "input"
 TOLERANCE = {False: 1e-4, True: 5e-2}  # max |onnx - torch| allowed, by fp16_weights
 
 
-def export_onnx(model, path, opset=OPSET, fp16_weights=False, input_size=CLASSIFIER_INPUT_SIZE):
-    """Write ``model`` (a MultiHeadModel) as ONNX; returns the output names."""
-    wrapper = ExportModel(model).eval()
+def export_onnx(model, path, opset=OPSET, fp16_weights=False, input_size=CLASSIFIER_INPUT_SIZE, flip_average=False):
+    """Write ``model`` (a MultiHeadModel) as ONNX (``flip_average``: see ``ExportModel``); returns the output
+    names."""
+    wrapper = ExportModel(model, flip_average).eval()
     outputs = list(wrapper.tasks)
     dummy = torch.zeros(1, 3, input_size, input_size)
     dynamic = {name: {0: "batch"} for name in [INPUT_NAME, *outputs]}
@@ -73,9 +74,9 @@ def non_standard_ops(path):
     return sorted({f"{node.domain}::{node.op_type}" for node in graph.node if node.domain not in ("", "ai.onnx")})
 
 
-def verify_onnx(model, path, batch_sizes=(1, 3), seed=0, input_size=CLASSIFIER_INPUT_SIZE):
+def verify_onnx(model, path, batch_sizes=(1, 3), seed=0, input_size=CLASSIFIER_INPUT_SIZE, flip_average=False):
     """Max |onnxruntime - torch| per output for random inputs of each batch size (dynamic batch check)."""
-    wrapper = ExportModel(model).eval()
+    wrapper = ExportModel(model, flip_average).eval()
     backend = create_backend(path, force_onnx=True)
     rng = np.random.default_rng(seed)
     report = {"output_names": list(backend.output_names), "input_names": list(backend.input_names),
@@ -93,10 +94,10 @@ def verify_onnx(model, path, batch_sizes=(1, 3), seed=0, input_size=CLASSIFIER_I
     return report
 
 
-def export_and_verify(model, path, fp16_weights=False, input_size=CLASSIFIER_INPUT_SIZE):
+def export_and_verify(model, path, fp16_weights=False, input_size=CLASSIFIER_INPUT_SIZE, flip_average=False):
     """Export, then check names, standard ops and numerical agreement; returns the verification report."""
-    outputs = export_onnx(model, path, fp16_weights=fp16_weights, input_size=input_size)
-    report = verify_onnx(model, path, input_size=input_size)
+    outputs = export_onnx(model, path, fp16_weights=fp16_weights, input_size=input_size, flip_average=flip_average)
+    report = verify_onnx(model, path, input_size=input_size, flip_average=flip_average)
     tolerance = TOLERANCE[fp16_weights]
     problems = []
     if report["input_names"] != [INPUT_NAME] or report["output_names"] != outputs:

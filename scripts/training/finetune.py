@@ -19,15 +19,15 @@ import numpy as np
 
 from face_recognition.ax_facial_features.crops import crop_size
 from scripts.training.backbones import build_backbone
-from scripts.training.cv import (cross_validate, per_group_out_of_fold, pooled_out_of_fold, repeated_splits,
-                                 summarise_folds)
+from scripts.training.cv import (cross_validate, paired_headline_gain, per_group_out_of_fold, pooled_out_of_fold,
+                                 repeated_splits, summarise_folds)
 from scripts.training.export import export_and_verify
 from scripts.training.features import prefix_activation_views
 from scripts.training.metrics import HEADLINE, json_ready
-from scripts.training.models import BackboneTail, MultiHeadModel, build_heads, save_checkpoint
+from scripts.training.models import BackboneTail, MultiHeadModel, build_heads, ensemble_of, save_checkpoint
 from scripts.training.plots import plot_history
 from scripts.training.selection import trainable_rows
-from scripts.training.trainer import OnTheFlySource, TargetBank, ViewSource, fit
+from scripts.training.trainer import OnTheFlySource, TargetBank, ViewSource, fit, seeded_member_config
 from util.file_utils import write_json_atomic
 
 logger = logging.getLogger(__name__)
@@ -43,6 +43,8 @@ class FinetuneSpec:
     head_options: dict = field(default_factory=dict)
     input_downsample: int = 1  # average-pool the crop by this factor inside the network (2: 256 -> 128)
     input_window: tuple = None  # (top, bottom, left, right): the part of the crop the network reads
+    flip_average: bool = False  # scored and exported as the mean logits of the crop and its mirror image
+    ensemble: int = 1  # members trained with seeds seed, seed + 1, ...; exported as one network (shared stages)
 
     def to_dict(self):
         return asdict(self)
@@ -52,6 +54,8 @@ class Prepared:
     """The pristine backbone, the training rows and their source, shared by every fold and the final fit."""
 
     def __init__(self, table, cache, spec, seed=0):
+        if spec.ensemble < 1 or (spec.ensemble > 1 and spec.head != "linear"):
+            raise ValueError("an ensemble needs at least one member, and linear heads (merged into one network)")
         self.table, self.spec = table, spec
         self.backbone = build_backbone(spec.backbone, spec.weights, spec.input_downsample, spec.input_window)
         num_stages = len(self.backbone.stages())
@@ -96,10 +100,15 @@ def cross_validate_finetune(prepared, config, n_splits=5, n_repeats=1, seed=0):
                                           n_splits, n_repeats, seed, log_test_curves=True,
                                           on_fold=lambda r: logger.info("fold %d/%d: %s", r["repeat"], r["fold"],
                                                                         _headlines(r["metrics"])),
-                                          groups=prepared.groups)
+                                          groups=prepared.groups, flip_average=prepared.spec.flip_average,
+                                          members=prepared.spec.ensemble)
     groups = {column: np.asarray(prepared.table.columns[column])[prepared.rows]
               for column in GROUP_COLUMNS if column in prepared.table.columns}
-    return {"summary": summarise_folds(records, n_splits),
+    report = {}
+    if "single_model_metrics" in records[0]:
+        report = {"single_model_plain": summarise_folds(records, n_splits, "single_model_metrics"),
+                  "gain_over_single_model_plain": paired_headline_gain(records, n_splits)}
+    return {"summary": summarise_folds(records, n_splits), **report,
             "pooled_out_of_fold": pooled_out_of_fold(out_of_fold, prepared.source.bank, prepared.rows, seed),
             "per_group_out_of_fold": per_group_out_of_fold(out_of_fold, prepared.source.bank, prepared.rows,
                                                            groups, seed),
@@ -127,25 +136,28 @@ def split_validation(prepared, val_fraction, seed=0):
 
 def train_final(prepared, config, run_dir, group, val_fraction=0.0, seed=0, cv_report=None, fp16_weights=False,
                 logit_offsets=None):
-    """Train on the labelled faces (minus an optional validation part), save and export. Returns the paths.
+    """Train on the labelled faces (minus an optional validation part, for curves), save and export. Returns the
+    paths. With an ensemble spec every member is trained (seeds ``config.seed + i``) and joined into one network.
     ``logit_offsets`` (task -> per-class offsets, from calibration.py) are set into the exported network."""
     os.makedirs(run_dir, exist_ok=True)
     train_rows, val_rows = split_validation(prepared, val_fraction, seed)
-    model, trainable = prepared.new_model()
-    history = []
+    spec = prepared.spec
+    history, members = [], []
+    for member in range(spec.ensemble):
+        def log_epoch(record, member=member):
+            history.append({"member": member, **record})
+            logger.info("member %d epoch %d: loss %.4f train %s val %s", member, record["epoch"], record["loss"],
+                        _headlines(record["train"]), _headlines(record.get("val", {})))
+            write_json_atomic(os.path.join(run_dir, "history.json"), json_ready(history))
 
-    def log_epoch(record):
-        history.append(record)
-        logger.info("epoch %d: loss %.4f train %s val %s", record["epoch"], record["loss"],
-                    _headlines(record["train"]), _headlines(record.get("val", {})))
-        write_json_atomic(os.path.join(run_dir, "history.json"), json_ready(history))
-
-    fit(model, prepared.source, train_rows, config, val_rows=val_rows, trainable_trunk_params=trainable,
-        on_epoch=log_epoch)
-    final = deployable(model)
+        member_config = seeded_member_config(config, member)
+        model, trainable = prepared.new_model()
+        fit(model, prepared.source, train_rows, member_config, val_rows=val_rows, trainable_trunk_params=trainable,
+            on_epoch=log_epoch, flip_average=spec.flip_average)
+        members.append(model)
+    final = deployable(members[0]) if len(members) == 1 else ensemble_of(members, prepared.start)
     if logit_offsets:
         final.set_logit_offsets(logit_offsets)
-    spec = prepared.spec
     paths = {"run_dir": run_dir, "checkpoint": os.path.join(run_dir, "model.pt"),
              "onnx": os.path.join(run_dir, f"{group}.onnx"), "history": os.path.join(run_dir, "history.json"),
              "plot": os.path.join(run_dir, "metrics.png")}
@@ -153,8 +165,11 @@ def train_final(prepared, config, run_dir, group, val_fraction=0.0, seed=0, cv_r
                "train_faces": int(len(train_rows)), "val_faces": int(len(val_rows)),
                "logit_offsets": {t: list(map(float, v)) for t, v in (logit_offsets or {}).items()}, "cv": cv_report}
     save_checkpoint(paths["checkpoint"], final, group, spec.backbone, spec.head, spec.head_options,
-                    extra=json_ready({k: v for k, v in summary.items() if k != "cv"}), input_size=prepared.input_size)
-    plot_history(history, paths["plot"], f"{group}: {spec.backbone} {spec.head}, last {spec.train_stages} stages")
-    summary["export_check"] = export_and_verify(final, paths["onnx"], fp16_weights, prepared.input_size)
+                    extra=json_ready({k: v for k, v in summary.items() if k != "cv"}), input_size=prepared.input_size,
+                    flip_average=spec.flip_average)
+    plot_history([r for r in history if r["member"] == 0], paths["plot"],
+                 f"{group}: {spec.backbone} {spec.head}, last {spec.train_stages} stages")
+    summary["export_check"] = export_and_verify(final, paths["onnx"], fp16_weights, prepared.input_size,
+                                                spec.flip_average)
     write_json_atomic(os.path.join(run_dir, "summary.json"), json_ready(summary))
     return paths

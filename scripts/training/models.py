@@ -38,6 +38,29 @@ class MultiHeadModel(nn.Module):
         return {task: head(features) + self.logit_offsets(task) for task, head in self.heads.items()}
 
 
+class EnsembleTrunk(nn.Module):
+    """Members trained from one pristine backbone whose first ``shared_stages`` stages stayed frozen: those run
+    once, each member's own last stages run on their output, and the pooled features of all members come out side
+    by side (a merged linear head then averages the members' logits, see ``ensemble_of``). ``shared_stages`` 0:
+    nothing shared (full fine-tunes)."""
+
+    def __init__(self, backbones, shared_stages):
+        super().__init__()
+        self.members = nn.ModuleList(backbones)
+        self.shared_stages = int(shared_stages)
+        self.feature_dim = sum(b.feature_dim for b in backbones)
+        self.input_downsample = backbones[0].input_downsample
+        self.input_window = backbones[0].input_window
+
+    def forward(self, x):
+        if self.shared_stages:
+            shared = self.members[0].forward_stages(x, 0, self.shared_stages)
+            maps = [member.forward_stages(shared, self.shared_stages) for member in self.members]
+        else:
+            maps = [member.forward_stages(x) for member in self.members]
+        return torch.cat([pool_features(m) for m in maps], dim=1)
+
+
 class BackboneTail(nn.Module):
     """The last stages of a backbone (from ``start``) plus pooling: the trunk when the activations before
     ``start`` are cached. Shares its modules with the backbone."""
@@ -56,31 +79,70 @@ def build_heads(tasks, feature_dim, head_kind, **head_options):
 
 
 def build_classifier(group, backbone_name, head_kind, weights="imagenet", tasks=None, input_downsample=1,
-                     input_window=None, **head_options):
-    """A full network (backbone + heads) of one task group (``tasks`` default: the group's main tasks)."""
-    backbone = build_backbone(backbone_name, weights, input_downsample, input_window)
-    return MultiHeadModel(backbone, build_heads(tasks or GROUP_TASKS[group], backbone.feature_dim, head_kind,
-                                                **head_options))
+                     input_window=None, ensemble=1, shared_stages=0, **head_options):
+    """A full network (backbone + heads) of one task group (``tasks`` default: the group's main tasks);
+    ``ensemble`` > 1: that many members on an ``EnsembleTrunk`` sharing their first ``shared_stages`` stages."""
+    backbones = [build_backbone(backbone_name, weights, input_downsample, input_window) for _ in range(ensemble)]
+    trunk = backbones[0] if ensemble == 1 else EnsembleTrunk(backbones, shared_stages)
+    return MultiHeadModel(trunk, build_heads(tasks or GROUP_TASKS[group], trunk.feature_dim, head_kind,
+                                             **head_options))
+
+
+def ensemble_of(members, shared_stages):
+    """One network that averages the logits of ``members`` (MultiHeadModels with linear heads, trained from the
+    same pristine backbone with its first ``shared_stages`` stages frozen): an ``EnsembleTrunk`` and, per task,
+    one linear head on the joined features holding every member's weights / N and the mean bias, which equals
+    the mean of the members' logits (dropout is off at inference)."""
+    backbones = [m.trunk.backbone if isinstance(m.trunk, BackboneTail) else m.trunk for m in members]
+    if shared_stages:
+        reference = [p for stage in backbones[0].stages()[:shared_stages] for p in stage.state_dict().values()]
+        for other in backbones[1:]:
+            values = [p for stage in other.stages()[:shared_stages] for p in stage.state_dict().values()]
+            if not all(torch.equal(a, b) for a, b in zip(reference, values)):
+                raise ValueError("ensemble members differ in the stages they should share")
+    trunk = EnsembleTrunk(backbones, shared_stages)
+    heads = {}
+    for task in members[0].heads:
+        linears = [m.heads[task][-1] for m in members]
+        if any(len(m.heads[task]) != 2 or not isinstance(layer, nn.Linear) for m, layer in zip(members, linears)):
+            raise ValueError("only linear heads can be merged into one ensemble network")
+        head = build_head("linear", trunk.feature_dim, linears[0].out_features)
+        with torch.no_grad():
+            head[-1].weight.copy_(torch.cat([layer.weight for layer in linears], dim=1) / len(members))
+            head[-1].bias.copy_(torch.stack([layer.bias for layer in linears]).mean(dim=0))
+        heads[task] = head
+    return MultiHeadModel(trunk, heads).eval()
 
 
 class ExportModel(nn.Module):
-    """The deployed form: one input, outputs in task order, multi-label tasks as sigmoid probabilities."""
+    """The deployed form: one input, outputs in task order, multi-label tasks as sigmoid probabilities.
+    ``flip_average``: every crop is also read mirrored (one pass over a batch twice the size) and each task's
+    logits are the mean of the two, before the sigmoid; only for face-level labels, which a mirror keeps."""
 
-    def __init__(self, model):
+    def __init__(self, model, flip_average=False):
         super().__init__()
         self.model = model
         self.tasks = tuple(model.heads.keys())
+        self.flip_average = flip_average
 
     def forward(self, x):
-        outputs = self.model(x)
+        if self.flip_average:
+            count = x.shape[0]
+            both = self.model(torch.cat([x, torch.flip(x, dims=[3])]))
+            outputs = {t: (logits[:count] + logits[count:]) / 2 for t, logits in both.items()}
+        else:
+            outputs = self.model(x)
         return tuple(torch.sigmoid(outputs[t]) if t in SIGMOID_OUTPUTS else outputs[t] for t in self.tasks)
 
 
-def save_checkpoint(path, model, group, backbone_name, head_kind, head_options, extra=None, input_size=256):
+def save_checkpoint(path, model, group, backbone_name, head_kind, head_options, extra=None, input_size=256,
+                    flip_average=False):
     torch.save({"format": CHECKPOINT_FORMAT, "group": group, "backbone": backbone_name, "head": head_kind,
-                "head_options": dict(head_options), "tasks": list(model.heads.keys()),
+                "head_options": dict(head_options), "tasks": list(model.heads.keys()), "flip_average": flip_average,
                 "input_downsample": int(getattr(model.trunk, "input_downsample", 1)), "input_size": int(input_size),
                 "input_window": getattr(model.trunk, "input_window", None),
+                "ensemble": len(model.trunk.members) if isinstance(model.trunk, EnsembleTrunk) else 1,
+                "shared_stages": getattr(model.trunk, "shared_stages", 0),
                 "state_dict": model.state_dict(), "extra": extra or {}}, path)
 
 
@@ -91,8 +153,8 @@ def load_checkpoint(path):
         raise ValueError(f"{path}: not a {CHECKPOINT_FORMAT} checkpoint")
     model = build_classifier(checkpoint["group"], checkpoint["backbone"], checkpoint["head"], weights=None,
                              tasks=checkpoint.get("tasks"), input_downsample=checkpoint.get("input_downsample", 1),
-                             input_window=checkpoint.get("input_window"),
-                             **checkpoint["head_options"])
+                             input_window=checkpoint.get("input_window"), ensemble=checkpoint.get("ensemble", 1),
+                             shared_stages=checkpoint.get("shared_stages", 0), **checkpoint["head_options"])
     state = dict(checkpoint["state_dict"])
     for task in model.heads:  # checkpoints from before the logit offsets existed
         state.setdefault(f"offset_{task}", torch.zeros(len(CLASS_NAMES[task])))

@@ -7,6 +7,7 @@ A *source* yields batches (inputs, targets, masks) for table rows: ``ViewSource`
 with only one of its task labels still trains that task. Class imbalance: inverse-frequency class weights in the
 loss ("weights") or a class-balanced sampler ("sampler").
 """
+import dataclasses
 import logging
 import math
 from dataclasses import asdict, dataclass
@@ -69,7 +70,10 @@ class TargetBank:
 
 class ViewSource:
     """``inputs[i, v]``: view v of the table row ``rows[i]`` (any array shape, e.g. pooled features or cached
-    activations); ``flips[v]`` tells whether view v is mirrored. View 0 must be the plain crop."""
+    activations); ``flips[v]`` tells whether view v is mirrored. View 0 must be the plain crop and view 1, where
+    a flipped evaluation is asked for, the plain crop mirrored (as ``augment.view_flips`` lays them out)."""
+
+    MIRRORED_VIEW = 1
 
     def __init__(self, rows, inputs, flips, bank):
         self.position = {int(r): i for i, r in enumerate(rows)}
@@ -86,8 +90,10 @@ class ViewSource:
     def train_batch(self, rows, rng):
         return self._batch(rows, rng.integers(0, self.inputs.shape[1], len(rows)))
 
-    def eval_batch(self, rows):
-        return self._batch(rows, np.zeros(len(rows), dtype=np.int64))
+    def eval_batch(self, rows, mirrored=False):
+        if mirrored and not (len(self.flips) > self.MIRRORED_VIEW and self.flips[self.MIRRORED_VIEW]):
+            raise ValueError("these views hold no mirrored plain crop")
+        return self._batch(rows, np.full(len(rows), self.MIRRORED_VIEW if mirrored else 0, dtype=np.int64))
 
 
 class OnTheFlySource:
@@ -109,9 +115,11 @@ class OnTheFlySource:
             images.append(augment.hflip(crop) if flip else crop)
         return (torch.from_numpy(crops.preprocess(images)), *self.bank.get(rows, flips))
 
-    def eval_batch(self, rows):
+    def eval_batch(self, rows, mirrored=False):
         images = [self.plain[self.cache_rows[row]] for row in rows]
-        return (torch.from_numpy(crops.preprocess(images)), *self.bank.get(rows, np.zeros(len(rows), bool)))
+        if mirrored:
+            images = [augment.hflip(image) for image in images]
+        return (torch.from_numpy(crops.preprocess(images)), *self.bank.get(rows, np.full(len(rows), mirrored)))
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -172,16 +180,19 @@ def freeze_batchnorm(model):
             module.eval()
 
 
-def predict(model, source, rows, batch_size=128):
-    """{task: logits (len(rows), C)} on the plain view, numpy."""
+def predict(model, source, rows, batch_size=128, flip_average=False):
+    """{task: logits (len(rows), C)} on the plain view, numpy; ``flip_average``: the mean of the logits of the
+    plain crop and of its mirror image (what an export with ``flip_average`` computes; face-level labels only)."""
     model.eval()
     collected = {}
     with torch.no_grad():
-        for start in range(0, len(rows), batch_size):
-            x, _, _ = source.eval_batch(rows[start:start + batch_size])
-            for task, logits in model(x).items():
-                collected.setdefault(task, []).append(logits.numpy())
-    return {task: np.concatenate(parts) for task, parts in collected.items()}
+        for mirrored in (False, True) if flip_average else (False,):
+            for start in range(0, len(rows), batch_size):
+                x, _, _ = source.eval_batch(rows[start:start + batch_size], mirrored)
+                for task, logits in model(x).items():
+                    collected.setdefault(task, {}).setdefault(mirrored, []).append(logits.numpy())
+    return {task: np.mean([np.concatenate(parts) for parts in views.values()], axis=0)
+            for task, views in collected.items()}
 
 
 def scored_rows(task, targets, mask):
@@ -202,11 +213,16 @@ def metrics_from_logits(logits, targets, masks):
     return results
 
 
-def evaluate(model, source, rows):
-    """(metrics, logits) on the plain views of ``rows``."""
-    logits = predict(model, source, rows)
+def score(source, rows, logits):
+    """{task: metrics} of ``logits`` (one row each of ``rows``) against the rows' plain targets."""
     plain = {t: source.bank.plain(t, rows) for t in logits}
-    return metrics_from_logits(logits, {t: v[0] for t, v in plain.items()}, {t: v[1] for t, v in plain.items()}), logits
+    return metrics_from_logits(logits, {t: v[0] for t, v in plain.items()}, {t: v[1] for t, v in plain.items()})
+
+
+def evaluate(model, source, rows, flip_average=False):
+    """(metrics, logits) on the plain views of ``rows`` (``flip_average``: see ``predict``)."""
+    logits = predict(model, source, rows, flip_average=flip_average)
+    return score(source, rows, logits), logits
 
 
 def headline(metrics):
@@ -227,9 +243,19 @@ def _optimizer(model, trainable_trunk_params, config):
     return torch.optim.AdamW(groups, weight_decay=config.weight_decay)
 
 
-def fit(model, source, train_rows, config, val_rows=None, trainable_trunk_params=(), on_epoch=None):
+def seeded_member_config(config, member):
+    """Training config of ensemble member ``member`` (seed ``config.seed + member``), with torch's generator set
+    to that seed: call it right before building the member, so its new heads' initial weights are reproducible."""
+    config = dataclasses.replace(config, seed=config.seed + member)
+    torch.manual_seed(config.seed)
+    return config
+
+
+def fit(model, source, train_rows, config, val_rows=None, trainable_trunk_params=(), on_epoch=None,
+        flip_average=False):
     """Train ``model`` (a MultiHeadModel) on ``train_rows``; returns the per-epoch history (train metrics on the
-    sampled training views, validation metrics on plain views). ``on_epoch(record)`` is called after each epoch."""
+    sampled training views, validation metrics on plain views, flip-averaged with ``flip_average``).
+    ``on_epoch(record)`` is called after each epoch."""
     if config.balance not in BALANCE_MODES:
         raise ValueError(f"balance must be one of {BALANCE_MODES}")
     torch.manual_seed(config.seed)
@@ -273,7 +299,7 @@ def fit(model, source, train_rows, config, val_rows=None, trainable_trunk_params
         record = {"epoch": epoch, "loss": total_loss / len(order),
                   "train": metrics_from_logits(joined["logits"], joined["targets"], joined["masks"])}
         if val_rows is not None and len(val_rows):
-            record["val"] = evaluate(model, source, np.asarray(val_rows))[0]
+            record["val"] = evaluate(model, source, np.asarray(val_rows), flip_average)[0]
         history.append(record)
         if on_epoch:
             on_epoch(record)
