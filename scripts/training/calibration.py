@@ -13,7 +13,7 @@ Estimate: for each fold, offsets fitted on the other folds' out-of-fold predicti
 import numpy as np
 
 from face_recognition.ax_facial_features.constants import MULTI_LABEL_TASKS, SIGMOID_OUTPUTS, UNCLEAR_OUTPUTS
-from scripts.training.metrics import HEADLINE, cv_interval, task_metrics
+from scripts.training.metrics import HEADLINE, fold_interval, task_metrics
 from scripts.training.set_decision import cross_fitted_set_decision
 from scripts.training.trainer import scored_rows
 
@@ -61,16 +61,11 @@ def calibrate(task, logits, targets, mask, fold_of_row, n_splits):
         per_fold["calibrated"].append(_score(task, logits[test], labels[test], offsets))
     report = {"metric": HEADLINE[task], "offsets": fit_offsets(task, logits, labels).tolist()}
     for name, scores in per_fold.items():
-        report[name] = _fold_interval(scores, n_splits)
+        report[name] = fold_interval(scores, n_splits)
     if task in MULTI_LABEL_TASKS:
         # paired with "uncalibrated", the same folds' plain 0.5 threshold
         chosen = cross_fitted_set_decision(logits, labels, folds, n_splits)
         report["set_decision"] = {
-            "set_decision": _fold_interval(chosen, n_splits),
-            "difference": _fold_interval(list(np.subtract(chosen, per_fold["uncalibrated"])), n_splits, (-1.0, 1.0))}
+            "set_decision": fold_interval(chosen, n_splits),
+            "difference": fold_interval(list(np.subtract(chosen, per_fold["uncalibrated"])), n_splits, (-1.0, 1.0))}
     return report
-
-
-def _fold_interval(scores, n_splits, bounds=(0.0, 1.0)):
-    mean, low, high, std = cv_interval(scores, 1 / n_splits, bounds=bounds)
-    return {"mean": mean, "low": low, "high": high, "std": std, "per_fold": list(map(float, scores))}

@@ -3,7 +3,8 @@ import math
 
 import numpy as np
 
-from scripts.training.metrics import HEADLINE, UNBOUNDED, bootstrap_interval, cv_interval, task_metrics
+from scripts.training.metrics import (HEADLINE, UNBOUNDED, bootstrap_interval, cv_interval, fold_interval,
+                                      task_metrics)
 from scripts.training.trainer import (evaluate, fit, metrics_from_logits, predict, score, scored_rows,
                                       seeded_member_config)
 
@@ -108,9 +109,7 @@ def paired_headline_gain(records, n_splits):
     for task in records[0]["metrics"]:
         differences = [r["metrics"][task].get(HEADLINE[task], math.nan)
                        - r["single_model_metrics"][task].get(HEADLINE[task], math.nan) for r in records]
-        mean, low, high, std = cv_interval(differences, 1 / n_splits, bounds=(-1.0, 1.0))
-        gains[task] = {"metric": HEADLINE[task], "mean": mean, "low": low, "high": high, "std": std,
-                       "per_fold": differences}
+        gains[task] = {"metric": HEADLINE[task], **fold_interval(differences, n_splits, bounds=(-1.0, 1.0))}
     return gains
 
 

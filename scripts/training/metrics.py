@@ -176,6 +176,12 @@ def bootstrap_interval(metric, arrays, n_resamples=1000, level=0.95, seed=0, clu
 UNBOUNDED = ("cross_entropy", "bce")
 
 
+def fold_interval(scores, n_splits, bounds=(0.0, 1.0)):
+    """``cv_interval`` of one score per fold of a k-fold run, as a JSON-ready dict that keeps the fold scores."""
+    mean, low, high, std = cv_interval(scores, 1 / n_splits, bounds=bounds)
+    return {"mean": mean, "low": low, "high": high, "std": std, "per_fold": list(map(float, scores))}
+
+
 def cv_interval(fold_scores, test_fraction, level=0.95, bounds=(-math.inf, math.inf)):
     """Mean and interval of repeated k-fold scores with the Nadeau-Bengio corrected variance
     (1/J + n_test/n_train) * s^2: folds share training data, so the naive s^2/J interval is too narrow.

@@ -94,12 +94,12 @@ def ensemble_of(members, shared_stages):
     one linear head on the joined features holding every member's weights / N and the mean bias, which equals
     the mean of the members' logits (dropout is off at inference)."""
     backbones = [m.trunk.backbone if isinstance(m.trunk, BackboneTail) else m.trunk for m in members]
-    if shared_stages:
-        reference = [p for stage in backbones[0].stages()[:shared_stages] for p in stage.state_dict().values()]
-        for other in backbones[1:]:
-            values = [p for stage in other.stages()[:shared_stages] for p in stage.state_dict().values()]
-            if not all(torch.equal(a, b) for a, b in zip(reference, values)):
-                raise ValueError("ensemble members differ in the stages they should share")
+    def shared_tensors(backbone):
+        return [t for stage in backbone.stages()[:shared_stages] for t in stage.state_dict().values()]
+
+    reference = shared_tensors(backbones[0])
+    if any(not all(map(torch.equal, reference, shared_tensors(other))) for other in backbones[1:]):
+        raise ValueError("ensemble members differ in the stages they should share")
     trunk = EnsembleTrunk(backbones, shared_stages)
     heads = {}
     for task in members[0].heads:

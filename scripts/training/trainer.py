@@ -7,10 +7,9 @@ A *source* yields batches (inputs, targets, masks) for table rows: ``ViewSource`
 with only one of its task labels still trains that task. Class imbalance: inverse-frequency class weights in the
 loss ("weights") or a class-balanced sampler ("sampler").
 """
-import dataclasses
 import logging
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import torch
@@ -246,7 +245,7 @@ def _optimizer(model, trainable_trunk_params, config):
 def seeded_member_config(config, member):
     """Training config of ensemble member ``member`` (seed ``config.seed + member``), with torch's generator set
     to that seed: call it right before building the member, so its new heads' initial weights are reproducible."""
-    config = dataclasses.replace(config, seed=config.seed + member)
+    config = replace(config, seed=config.seed + member)
     torch.manual_seed(config.seed)
     return config
 
